@@ -1,0 +1,95 @@
+"""How sure the parser is, and why not: token probabilities plus validation.
+
+Each contract field gets the lowest model probability among the tokens that
+chose its value (an enum, a copied span or `null`). Validation problems from
+the normalizer (ungrounded spans, unknown pairs, unparseable values), fields an
+intent requires but lacks, and several trades in one message are named
+reasons; a field with a problem scores 0. The overall confidence is the lowest
+field score, and anything under the threshold, or with a reason, goes to review.
+"""
+
+from __future__ import annotations
+
+import math
+
+from schemas import CONTRACT_FIELDS, Reason
+
+# What an intent needs before a trade is actionable.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "order": ("side", "asset_class", "symbol", "quantity"),
+    "rfq": ("side", "asset_class", "symbol"),
+    "quote": ("side", "asset_class", "symbol"),
+    "cancel": (),
+    "none": (),
+}
+
+# Contract fields whose value comes from another extraction field.
+_DERIVED_FROM = {"currency": ("currency", "symbol", "quantity")}
+
+
+def value_spans(output: bytes, keys: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """Byte range of each key's value in the compact JSON the grammar produces.
+
+    The range starts at the value's first byte (the opening quote, or the `n` of
+    null), which is where the model made its choice.
+    """
+    spans: dict[str, tuple[int, int]] = {}
+    for i, key in enumerate(keys):
+        marker = f'"{key}":'.encode()
+        start = output.find(marker)
+        if start < 0:
+            continue
+        start += len(marker)
+        if i + 1 < len(keys):
+            end = output.find(f',"{keys[i + 1]}":'.encode(), start)
+        else:
+            end = output.rfind(b"}")
+        spans[key] = (start, end if end >= 0 else len(output))
+    return spans
+
+
+def span_probabilities(
+    token_ranges: list[tuple[int, int]], token_logprobs: list[float], spans: dict[str, tuple[int, int]]
+) -> dict[str, float]:
+    """Lowest token probability overlapping each value range."""
+    probs: dict[str, float] = {}
+    for key, (start, end) in spans.items():
+        lowest = 0.0
+        for (t0, t1), lp in zip(token_ranges, token_logprobs):
+            if t1 > start and t0 < max(end, start + 1):
+                lowest = min(lowest, lp)
+        probs[key] = math.exp(lowest)
+    return probs
+
+
+def field_confidence(intent: str, extraction_probs: dict[str, float], failed_fields: set[str]) -> dict[str, float]:
+    """Per contract field; `none` messages are scored on the intent alone."""
+    fields = ("intent",) if intent == "none" else CONTRACT_FIELDS
+    scores: dict[str, float] = {}
+    for name in fields:
+        sources = _DERIVED_FROM.get(name, (name,))
+        known = [extraction_probs[s] for s in sources if s in extraction_probs]
+        score = min(known) if known else 0.0
+        scores[name] = 0.0 if name in failed_fields else round(score, 4)
+    return scores
+
+
+def missing_required(intent: str, values: dict[str, object]) -> list[Reason]:
+    reasons = [
+        Reason(code="missing_required_field", field=name, detail=f"{intent} needs {name}")
+        for name in REQUIRED_FIELDS.get(intent, ())
+        if values.get(name) is None
+    ]
+    if intent == "quote" and values.get("price") is None and values.get("bid") is None and values.get("ask") is None:
+        reasons.append(Reason(code="missing_required_field", field="price", detail="quote needs a price or bid/ask"))
+    return reasons
+
+
+def low_confidence_reasons(scores: dict[str, float], threshold: float, already: set[str]) -> list[Reason]:
+    return [
+        Reason(code="low_confidence", field=name, detail=f"p={score:.2f} < {threshold:.2f}")
+        for name, score in scores.items()
+        if score < threshold and name not in already
+    ]
+
+

@@ -1,0 +1,443 @@
+"""Deterministic normalization: verbatim spans from the model -> contract values.
+
+The model copies short spans out of the message ("10m", "cable", "1w", "99-16");
+everything that has one right answer (slang tables, amount suffixes, 32nds,
+value dates, market-convention pair order) is done here, table-tested, so the
+model only has to *find* things, never compute them. Each function returns a
+contract value or raises `NormalizationError` with a named reason code.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from schemas import CONTRACT_FIELDS
+
+
+class NormalizationError(ValueError):
+    """A span that cannot become a contract value; `code` is a `ReasonCode`."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# --- currencies and pairs ------------------------------------------------------
+
+ISO_CURRENCIES = frozenset(
+    "USD EUR GBP JPY CHF AUD NZD CAD NOK SEK DKK PLN CZK HUF TRY ZAR MXN BRL CLP COP PEN ARS "
+    "CNH CNY HKD SGD KRW TWD INR IDR MYR PHP THB ILS RUB SAR AED KWD QAR ISK RON BGN HRK KZT EGP NGN KES".split()
+)
+
+# Market convention: the currency earlier in this list is the base. Others rank after USD.
+_BASE_PRIORITY = ["EUR", "GBP", "AUD", "NZD", "USD", "CAD", "CHF", "NOK", "SEK", "DKK", "JPY"]
+
+FX_SLANG = {
+    "cable": "GBPUSD", "fiber": "EURUSD", "fibre": "EURUSD", "euro": "EURUSD", "sterling": "GBPUSD",
+    "swissy": "USDCHF", "swissie": "USDCHF", "aussie": "AUDUSD", "kiwi": "NZDUSD", "loonie": "USDCAD",
+    "loony": "USDCAD", "dollar yen": "USDJPY", "dollaryen": "USDJPY", "dollar-yen": "USDJPY", "yen": "USDJPY",
+    "euro yen": "EURJPY", "euroyen": "EURJPY", "euro-yen": "EURJPY", "sterling yen": "GBPJPY",
+    "geppy": "GBPJPY", "gopher": "GBPJPY", "chunnel": "EURGBP", "euro sterling": "EURGBP",
+    "euro swissy": "EURCHF", "euro swiss": "EURCHF", "stocky": "USDSEK", "stockie": "USDSEK",
+    "nokkie": "USDNOK", "nokky": "USDNOK", "aussie yen": "AUDJPY", "kiwi yen": "NZDJPY",
+    "dollar cad": "USDCAD", "dollar swiss": "USDCHF", "dollar mex": "USDMXN", "mexican peso": "USDMXN",
+    "dollar rand": "USDZAR", "dollar lira": "USDTRY", "dollar yuan": "USDCNH",
+}
+
+CURRENCY_WORDS = {
+    "$": "USD", "us$": "USD", "usd": "USD", "dollar": "USD", "dollars": "USD", "buck": "USD",
+    "€": "EUR", "eur": "EUR", "euro": "EUR", "euros": "EUR",
+    "£": "GBP", "gbp": "GBP", "sterling": "GBP", "quid": "GBP", "pounds": "GBP",
+    "¥": "JPY", "yen": "JPY", "chf": "CHF", "francs": "CHF", "swissy": "CHF",
+}
+
+CRYPTO_NAMES = {
+    "bitcoin": "BTC", "btc": "BTC", "xbt": "BTC", "ether": "ETH", "ethereum": "ETH", "eth": "ETH",
+    "solana": "SOL", "sol": "SOL", "xrp": "XRP", "ripple": "XRP", "ada": "ADA", "cardano": "ADA",
+    "doge": "DOGE", "dogecoin": "DOGE", "ltc": "LTC", "litecoin": "LTC", "dot": "DOT", "avax": "AVAX",
+    "link": "LINK", "matic": "MATIC", "bnb": "BNB", "usdt": "USDT", "tether": "USDT", "usdc": "USDC",
+}
+_CRYPTO_CODES = set(CRYPTO_NAMES.values())
+
+FX_CLASSES = frozenset({"fx_spot", "fx_forward", "fx_swap", "fx_option"})
+
+
+def _squash(span: str) -> str:
+    return re.sub(r"\s+", " ", span.strip().lower())
+
+
+def market_order(a: str, b: str) -> str:
+    """Return the pair in market convention (EURUSD, not USDEUR)."""
+    rank = {c: i for i, c in enumerate(_BASE_PRIORITY)}
+    usd = rank["USD"]
+    ra, rb = rank.get(a, usd + 0.5), rank.get(b, usd + 0.5)
+    return a + b if ra <= rb else b + a
+
+
+def normalize_fx_pair(span: str) -> str:
+    """'cable' -> GBPUSD, 'eur/usd' -> EURUSD, 'usdeur' -> EURUSD."""
+    key = _squash(span).strip(".,!?:;")
+    if key in FX_SLANG:
+        return FX_SLANG[key]
+    letters = re.sub(r"\b(vs|v|versus|against|contre|gegen|contra)\b", "", key)
+    letters = re.sub(r"[^a-z]", "", letters).upper()
+    if len(letters) == 6 and letters[:3] in ISO_CURRENCIES and letters[3:] in ISO_CURRENCIES and letters[:3] != letters[3:]:
+        return market_order(letters[:3], letters[3:])
+    if len(letters) == 3 and letters in ISO_CURRENCIES and letters != "USD":
+        return market_order(letters, "USD")
+    raise NormalizationError("unknown_symbol", f"not a currency pair: {span!r}")
+
+
+def normalize_crypto(span: str) -> str:
+    """'btc' -> BTCUSD, 'eth/usdt' -> ETHUSDT, 'bitcoin' -> BTCUSD."""
+    parts = [p for p in re.split(r"[\s/\-:]+", _squash(span)) if p and p not in ("vs", "v", "against")]
+    if len(parts) == 1 and parts[0].upper() not in _CRYPTO_CODES:
+        word = parts[0]
+        for quote in ("usdt", "usdc", "usd", "eur"):
+            if word.endswith(quote) and word[: -len(quote)] in CRYPTO_NAMES:
+                parts = [word[: -len(quote)], quote]
+                break
+    if not parts or parts[0] not in CRYPTO_NAMES:
+        raise NormalizationError("unknown_symbol", f"not a crypto asset: {span!r}")
+    base = CRYPTO_NAMES[parts[0]]
+    quote = "USD"
+    if len(parts) > 1:
+        q = parts[1]
+        quote = CRYPTO_NAMES.get(q, q.upper())
+        if quote not in _CRYPTO_CODES and quote not in ISO_CURRENCIES:
+            raise NormalizationError("unknown_symbol", f"unknown quote asset in {span!r}")
+    return base + quote
+
+
+def normalize_symbol(span: str, asset_class: str | None) -> str:
+    """Contract symbol for a span, by asset class (see docs/CONVENTIONS.md)."""
+    if asset_class in FX_CLASSES:
+        return normalize_fx_pair(span)
+    if asset_class == "crypto":
+        return normalize_crypto(span)
+    cleaned = re.sub(r"\s+", " ", span.strip().strip(".,!?:;")).upper()
+    if asset_class == "equity":
+        cleaned = cleaned.lstrip("$")
+    if not cleaned:
+        raise NormalizationError("unknown_symbol", "empty symbol")
+    return cleaned
+
+
+def base_currency(symbol: str | None, asset_class: str | None) -> str | None:
+    """The currency an FX quantity is in: the pair's base."""
+    if asset_class in FX_CLASSES and symbol and len(symbol) == 6:
+        return symbol[:3]
+    return None
+
+
+def normalize_currency(span: str) -> str:
+    key = _squash(span)
+    if key in CURRENCY_WORDS:
+        return CURRENCY_WORDS[key]
+    if key.upper() in ISO_CURRENCIES:
+        return key.upper()
+    raise NormalizationError("unknown_currency", f"not an ISO 4217 currency: {span!r}")
+
+
+# --- numbers -------------------------------------------------------------------
+
+_MULTIPLIERS = {
+    "k": 1e3, "K": 1e3, "thousand": 1e3, "grand": 1e3,
+    "m": 1e6, "mm": 1e6, "mio": 1e6, "mios": 1e6, "mn": 1e6, "mil": 1e6, "mill": 1e6, "million": 1e6,
+    "millions": 1e6, "millones": 1e6, "millon": 1e6, "millón": 1e6, "milliones": 1e6, "buck": 1e6, "bucks": 1e6,
+    "yard": 1e9, "yards": 1e9, "yds": 1e9, "yd": 1e9, "bn": 1e9, "b": 1e9, "bln": 1e9, "billion": 1e9,
+    "billions": 1e9, "milliard": 1e9, "milliards": 1e9, "mrd": 1e9, "mrd.": 1e9,
+}
+# Units counted as they are (shares, contracts, coins, ounces...).
+_COUNT_UNITS = {
+    "shares", "share", "shs", "sh", "lots", "lot", "contracts", "contract", "cts", "ct", "oz", "ozs", "ounces",
+    "bbl", "bbls", "barrels", "tonnes", "tons", "t", "mt", "coins", "coin", "units", "acciones", "aktien",
+    "actions", "x", "lotes",
+} | set(CRYPTO_NAMES)
+_WORD_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+                 "eight": 8, "nine": 9, "ten": 10, "half a": 0.5, "un": 1, "une": 1, "uno": 1, "una": 1, "ein": 1, "eine": 1}
+
+
+def parse_number(text: str) -> Decimal:
+    """'1,200' -> 1200, '2.5' -> 2.5, '2,5' -> 2.5 (European decimal), '1.200.000' -> 1200000."""
+    t = text.strip().replace("_", "").replace("'", "").replace(" ", "")
+    if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", t):
+        t = t.replace(",", "")
+    elif re.fullmatch(r"\d{1,3}(\.\d{3}){2,}", t):
+        t = t.replace(".", "")
+    elif re.fullmatch(r"\d+,\d+", t):
+        t = t.replace(",", ".")
+    try:
+        value = Decimal(t)
+    except InvalidOperation:
+        raise NormalizationError("unparseable_value", f"not a number: {text!r}") from None
+    if not value.is_finite():
+        raise NormalizationError("unparseable_value", f"not a number: {text!r}")
+    return value
+
+
+_CURRENCY_MARK = r"(?:\$|€|£|¥|(?<![a-z])(?:usd|eur|gbp|jpy|chf|aud|cad|nzd)(?![a-z]))"
+_AMOUNT = re.compile(r"^(?P<num>\d[\d,.' _]*)\s*(?P<unit>[a-zñó.]+)?$")
+
+
+def split_amount_currency(span: str) -> tuple[str, str | None]:
+    """'$5m' -> ('5m', 'USD'); '10 mio eur' -> ('10 mio', 'EUR'); '10m' -> ('10m', None)."""
+    s = _squash(span)
+    m = re.search(_CURRENCY_MARK, s)
+    if not m:
+        return s, None
+    rest = (s[: m.start()] + " " + s[m.end():]).strip()
+    return re.sub(r"\s+", " ", rest), normalize_currency(m.group(0))
+
+
+def normalize_quantity(span: str, asset_class: str | None) -> float:
+    """Units: '10m' -> 1e7, '1 yard' -> 1e9, '500k' -> 5e5; FX bare '25' -> 2.5e7."""
+    s, _ = split_amount_currency(span)
+    s = s.strip(".,!?:;@ ")
+    for word, value in sorted(_WORD_NUMBERS.items(), key=lambda kv: -len(kv[0])):
+        if s.startswith(word + " "):
+            s = f"{value} {s[len(word) + 1:]}"
+            break
+    m = _AMOUNT.match(s)
+    if not m:
+        raise NormalizationError("unparseable_value", f"not an amount: {span!r}")
+    number = parse_number(m.group("num"))
+    unit = (m.group("unit") or "").strip(".")
+    if unit in _MULTIPLIERS or unit + "." in _MULTIPLIERS:
+        quantity = number * Decimal(str(_MULTIPLIERS.get(unit, _MULTIPLIERS.get(unit + "."))))
+    elif unit in _COUNT_UNITS or unit == "":
+        quantity = number
+        if unit == "" and asset_class in FX_CLASSES and number < 1000:
+            quantity = number * Decimal(1_000_000)
+    else:
+        raise NormalizationError("unparseable_value", f"unknown amount unit {unit!r} in {span!r}")
+    if quantity <= 0:
+        raise NormalizationError("non_positive_quantity", f"quantity must be positive: {span!r}")
+    return float(quantity)
+
+
+_THIRTY_SECONDS = re.compile(r"^(?P<whole>\d+)[-:'](?P<ticks>\d{2})(?P<frac>\+|[0-7])?$")
+
+
+def normalize_price(span: str) -> float:
+    """'1.2710' -> 1.271, '99-16' -> 99.5 (32nds), '99-16+' -> 99.515625, '67k' -> 67000."""
+    s = _squash(span)
+    s = re.sub(r"^(@|at|a|à|bei|px|price|lvl|level)\s*", "", s).strip()
+    s = s.lstrip("$€£").rstrip("$€£").strip()
+    m = _THIRTY_SECONDS.match(s)
+    if m:
+        ticks = int(m.group("ticks"))
+        if ticks >= 32:
+            raise NormalizationError("unparseable_value", f"32nds out of range: {span!r}")
+        frac = m.group("frac")
+        extra = 0.5 if frac == "+" else (int(frac) / 8 if frac else 0.0)
+        return int(m.group("whole")) + (ticks + extra) / 32
+    m = re.fullmatch(r"(?P<num>\d[\d,.]*)\s*(?P<unit>k|m|mm|bn)?", s)
+    if not m:
+        raise NormalizationError("unparseable_value", f"not a price: {span!r}")
+    value = parse_number(m.group("num"))
+    if m.group("unit"):
+        value *= Decimal(str(_MULTIPLIERS[m.group("unit")]))
+    return float(value)
+
+
+def normalize_quote(bid_span: str, ask_span: str) -> tuple[float, float]:
+    """Two-way quote sides; a short ask completes the bid: '1.0848','50' -> 1.0848, 1.0850.
+
+    When the completed ask would be below the bid the big figure rolls:
+    '1.2798','02' -> 1.2802; '99-16','18' -> 99.5625.
+    """
+    bid = normalize_price(bid_span)
+    ask_raw = _squash(ask_span).lstrip("/").strip()
+    bid_raw = _squash(bid_span)
+    if re.fullmatch(r"\d{1,3}\+?", ask_raw) and len(ask_raw.rstrip("+")) < len(re.sub(r"\D", "", bid_raw)):
+        m = _THIRTY_SECONDS.match(bid_raw)
+        if m:
+            candidate = f"{m.group('whole')}-{ask_raw}"
+            ask = normalize_price(candidate)
+            if ask < bid:
+                ask += 1
+            return bid, ask
+        digits = len(ask_raw)
+        head = re.sub(r"[\d]{%d}$" % digits, "", bid_raw.rstrip("+"))
+        if head == bid_raw:
+            raise NormalizationError("unparseable_value", f"cannot complete ask {ask_span!r} from bid {bid_span!r}")
+        ask_dec = Decimal(parse_number(head + ask_raw))
+        if ask_dec < Decimal(str(bid)):
+            decimals = len(bid_raw.split(".")[1]) if "." in bid_raw else 0
+            ask_dec += Decimal(1).scaleb(-(decimals - digits))
+        return bid, float(ask_dec)
+    return bid, normalize_price(ask_raw)
+
+
+# --- tenors and dates ------------------------------------------------------------
+
+_NAMED_TENORS = {
+    "spot": "SPOT", "sp": "SPOT", "spt": "SPOT", "today": "ON", "tod": "ON",
+    "tom": "TOM", "tomorrow": "TOM", "tn": "TN", "t/n": "TN", "tom next": "TN", "tom/next": "TN", "tomnext": "TN",
+    "on": "ON", "o/n": "ON", "overnight": "ON", "sn": "SN", "s/n": "SN", "spot next": "SN", "spot/next": "SN",
+}
+_UNIT_LETTER = {}
+for _letter, _words in {
+    "D": "d day days dy j jour jours tag tage dia dias días",
+    "W": "w wk wks week weeks sem semaine semaines semana semanas woche wochen",
+    "M": "m mo mos mth mths mnth month months mois mes meses monat monate",
+    "Y": "y yr yrs year years a an ans ano anos año años jahr jahre",
+}.items():
+    for _w in _words.split():
+        _UNIT_LETTER[_w] = _letter
+_TENOR_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+                       "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a": 1}
+
+_MONTHS = {}
+for _i in range(1, 13):
+    _MONTHS[calendar.month_name[_i].lower()] = _i
+    _MONTHS[calendar.month_abbr[_i].lower()] = _i
+_MONTHS.update({
+    "sept": 9, "janv": 1, "janvier": 1, "fév": 2, "fev": 2, "février": 2, "mars": 3, "avr": 4, "avril": 4, "mai": 5,
+    "juin": 6, "juil": 7, "juillet": 7, "août": 8, "aout": 8, "déc": 12, "décembre": 12, "decembre": 12,
+    "octobre": 10, "novembre": 11, "septembre": 9, "ene": 1, "enero": 1, "febrero": 2, "marzo": 3, "abr": 4,
+    "abril": 4, "mayo": 5, "junio": 6, "julio": 7, "ago": 8, "agosto": 8, "septiembre": 9, "octubre": 10,
+    "noviembre": 11, "dic": 12, "diciembre": 12, "januar": 1, "februar": 2, "märz": 3, "maerz": 3, "juni": 6,
+    "juli": 7, "okt": 10, "oktober": 10, "dez": 12, "dezember": 12,
+})
+
+
+def _resolve_year(day: int, month: int, year: int | None, reference: date) -> date:
+    if year is not None:
+        if year < 100:
+            year += 2000
+        return date(year, month, day)
+    candidate = date(reference.year, month, day)
+    return candidate if candidate >= reference else date(reference.year + 1, month, day)
+
+
+def normalize_date(span: str, reference: date) -> str:
+    """An explicit value date as ISO: '15 dec' -> the next 15 December on/after `reference`."""
+    s = _squash(span).replace(",", " ").strip(". ")
+    s = re.sub(r"\s+", " ", s)
+    try:
+        m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})", s)
+        if m:
+            return date(int(m[1]), int(m[2]), int(m[3])).isoformat()
+        m = re.fullmatch(r"(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2}|\d{4}))?", s)
+        if m:  # day first, as desks outside the US write it
+            return _resolve_year(int(m[1]), int(m[2]), int(m[3]) if m[3] else None, reference).isoformat()
+        m = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th|er|\.)?(?: of)?[ \-]?([a-zéûä]+)\.?(?:[ \-](\d{2}|\d{4}))?", s)
+        if m and m[2] in _MONTHS:
+            return _resolve_year(int(m[1]), _MONTHS[m[2]], int(m[3]) if m[3] else None, reference).isoformat()
+        m = re.fullmatch(r"([a-zéûä]+)\.? (\d{1,2})(?:st|nd|rd|th)?(?: (\d{2}|\d{4}))?", s)
+        if m and m[1] in _MONTHS:
+            return _resolve_year(int(m[2]), _MONTHS[m[1]], int(m[3]) if m[3] else None, reference).isoformat()
+    except ValueError:
+        raise NormalizationError("unparseable_value", f"not a calendar date: {span!r}") from None
+    raise NormalizationError("unparseable_value", f"not a tenor or date: {span!r}")
+
+
+def normalize_tenor(span: str, reference: date) -> str:
+    """'1w' -> 1W, 'o/n' -> ON, '3 months' -> 3M, '1w/2w' -> 2W (far leg), '15 dec' -> ISO date."""
+    s = _squash(span).strip(".,!?:;")
+    if s in _NAMED_TENORS:
+        return _NAMED_TENORS[s]
+    if "/" in s and not re.fullmatch(r"[\d/.\-]+", s) and s not in _NAMED_TENORS:
+        near, far = s.rsplit("/", 1)
+        if far.strip():
+            return normalize_tenor(far, reference)
+    m = re.fullmatch(r"(\d{1,3}|[a-z]+)\s*-?\s*([a-zñí]+)", s)
+    if m:
+        count = int(m[1]) if m[1].isdigit() else _TENOR_NUMBER_WORDS.get(m[1])
+        letter = _UNIT_LETTER.get(m[2])
+        if count and letter:
+            return f"{count}{letter}"
+    return normalize_date(s, reference)
+
+
+# --- grounding -------------------------------------------------------------------
+
+def _loose(s: str) -> str:
+    return re.sub(r"\s+", " ", s.lower()).strip()
+
+
+def is_grounded(span: str, text: str) -> bool:
+    """True when the span occurs in the message (case and spacing ignored)."""
+    return _loose(span) in _loose(text)
+
+
+# --- whole extraction --------------------------------------------------------------
+
+SPAN_FIELDS = ("symbol", "quantity", "currency", "price", "bid", "ask", "tenor", "counterparty")
+
+
+@dataclass
+class Normalized:
+    """Contract values for one message plus the reasons to doubt them."""
+
+    fields: dict[str, object]
+    reasons: list[tuple[str, str | None, str]] = field(default_factory=list)  # (code, field, detail)
+
+
+def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
+    """Turn the model's raw extraction (enums + verbatim spans) into contract fields.
+
+    Never raises: a span that fails becomes a null field plus a reason, so the
+    reviewer sees the best effort and why it is doubted.
+    """
+    out: dict[str, object] = {name: None for name in CONTRACT_FIELDS}
+    reasons: list[tuple[str, str | None, str]] = []
+    intent = raw.get("intent") or "none"
+    out["intent"] = intent
+    if intent == "none":
+        return Normalized(out, reasons)
+    for name in ("side", "asset_class", "order_type"):
+        out[name] = raw.get(name)
+    asset_class = out["asset_class"]
+
+    for name in SPAN_FIELDS:
+        span = raw.get(name)
+        if span is not None and not is_grounded(span, text):
+            reasons.append(("ungrounded_span", name, f"{span!r} is not in the message"))
+
+    def attempt(name: str, fn, *args):
+        span = raw.get(name)
+        if span is None:
+            return None
+        try:
+            return fn(span, *args)
+        except NormalizationError as err:
+            reasons.append((err.code, name, err.detail))
+            return None
+
+    out["symbol"] = attempt("symbol", normalize_symbol, asset_class)
+    out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
+    out["price"] = attempt("price", normalize_price)
+    out["tenor"] = attempt("tenor", normalize_tenor, reference)
+    if raw.get("counterparty"):
+        out["counterparty"] = raw["counterparty"].strip()
+
+    if raw.get("bid") is not None and raw.get("ask") is not None:
+        try:
+            out["bid"], out["ask"] = normalize_quote(raw["bid"], raw["ask"])
+        except NormalizationError as err:
+            reasons.append((err.code, "ask", err.detail))
+    else:
+        out["bid"] = attempt("bid", normalize_price)
+        out["ask"] = attempt("ask", normalize_price)
+
+    currency = attempt("currency", normalize_currency)
+    if currency is None and raw.get("quantity"):
+        try:
+            currency = split_amount_currency(raw["quantity"])[1]
+        except NormalizationError:
+            currency = None
+    if asset_class in FX_CLASSES:
+        currency = base_currency(out["symbol"], asset_class) or currency
+    out["currency"] = currency
+
+    if out["side"] is None and intent in ("rfq", "quote"):
+        out["side"] = "two_way"
+    return Normalized(out, reasons)

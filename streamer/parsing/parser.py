@@ -1,0 +1,168 @@
+"""The parser: one llama.cpp model per process, grammar-constrained, KV-cached prefix.
+
+Stages for one message: tokens = fixed prefix + message + suffix -> greedy,
+grammar-constrained generation recording each token's probability -> JSON
+`Extraction` -> deterministic normalization -> confidence and reasons ->
+`Trade` or `LowConfidence`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date, datetime, timezone
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from schemas import ChatMessage, LowConfidence, ParseResult, Provenance, Reason, SourcePosition, Trade
+from streamer.parsing import confidence
+from streamer.parsing.grammar import EXTRACTION_FIELDS, Extraction, build_gbnf
+from streamer.parsing.model import LoadedModel, load_model
+from streamer.parsing.normalize import normalize_extraction
+from streamer.parsing.prompt import DEFAULT_PROMPT_VERSION, PROMPTS, render_prompt
+from streamer.settings import Settings
+
+
+class ParseError(RuntimeError):
+    """A message the parser cannot attempt at all (e.g. longer than the context)."""
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Parser:
+    """Holds the model, compiled grammar and tokenized prompt prefix; reuse it.
+
+    Not for concurrent use from several threads at once (llama.cpp contexts are
+    not); calls are serialized by a lock, so give each worker thread its own
+    Parser if you want parallel parsing, or (better) one process per core group.
+    """
+
+    def __init__(self, settings: Settings | None = None, model: LoadedModel | None = None):
+        from llama_cpp import LlamaGrammar
+
+        self.settings = settings or Settings()
+        self.model = model or load_model(self.settings)
+        llm = self.model.llm
+        self.prompt_version = (
+            self.settings.prompt_version or self.model.adapter_card.get("prompt_version") or DEFAULT_PROMPT_VERSION
+        )
+        if self.prompt_version not in PROMPTS:
+            raise ValueError(f"unknown prompt version {self.prompt_version!r}; known: {', '.join(PROMPTS)}")
+        bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="ignore") if llm.token_bos() >= 0 else ""
+        eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="ignore") if llm.token_eos() >= 0 else ""
+        self.prompt = render_prompt(PROMPTS[self.prompt_version], llm.metadata.get("tokenizer.chat_template"), bos, eos)
+        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true" and not (
+            bos and self.prompt.prefix.startswith(bos)
+        )
+        self._prefix_tokens = llm.tokenize(self.prompt.prefix.encode(), add_bos=add_bos, special=True)
+        self._suffix_tokens = llm.tokenize(self.prompt.suffix.encode(), add_bos=False, special=True)
+        self._grammar = LlamaGrammar.from_string(build_gbnf(), verbose=False)
+        self._n_vocab = llm.n_vocab()
+        self._eos = llm.token_eos()
+        self._lock = threading.Lock()
+        adapter = self.model.adapter
+        self.adapter_id = self.model.adapter_card.get("id") or (adapter.parent.name if adapter else None)
+        with self._lock:  # evaluate the shared prefix once, so even the first message reuses it
+            llm.reset()
+            llm.eval(self._prefix_tokens)
+
+    @property
+    def prefix_token_count(self) -> int:
+        return len(self._prefix_tokens)
+
+    def parse(self, message: ChatMessage | str, source: SourcePosition | None = None) -> ParseResult:
+        """Parse one message into a `Trade`, or a `LowConfidence` with its reasons."""
+        if isinstance(message, str):
+            message = ChatMessage(text=message)
+        started = time.perf_counter()
+        with self._lock:
+            output, ranges, logprobs, evaluated = self._generate(message.text)
+        latency_ms = (time.perf_counter() - started) * 1000
+        provenance = Provenance(
+            model=self.model.path.name,
+            model_sha256=self.model.sha256,
+            adapter=self.adapter_id,
+            prompt_version=self.prompt_version,
+            latency_ms=round(latency_ms, 2),
+            prompt_tokens_evaluated=evaluated,
+            generated_tokens=len(ranges),
+        )
+        return self._decide(message, output, ranges, logprobs, provenance, source)
+
+    # -- generation ---------------------------------------------------------------
+
+    def _generate(self, text: str) -> tuple[bytes, list[tuple[int, int]], list[float], int]:
+        llm = self.model.llm
+        body = llm.tokenize(text.encode(), add_bos=False, special=False)
+        tokens = self._prefix_tokens + body + self._suffix_tokens
+        if len(tokens) + self.settings.max_tokens > self.settings.n_ctx:
+            raise ParseError(
+                f"message is {len(body)} tokens; with the prompt it exceeds n_ctx={self.settings.n_ctx}"
+            )
+        cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+        evaluated = max(1, len(tokens) - cached)
+        out = bytearray()
+        ranges: list[tuple[int, int]] = []
+        logprobs: list[float] = []
+        for token in llm.generate(tokens, temp=0.0, repeat_penalty=1.0, grammar=self._grammar, reset=True):
+            if token == self._eos:
+                break
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
+            top = float(logits.max())
+            logprobs.append(float(logits[token]) - top - float(np.log(np.exp(logits - top).sum())))
+            piece = llm.detokenize([token])
+            ranges.append((len(out), len(out) + len(piece)))
+            out += piece
+            if b"}" in piece or len(ranges) >= self.settings.max_tokens:
+                break  # spans cannot contain braces: the first one closes the object
+        return bytes(out), ranges, logprobs, evaluated
+
+    # -- decision -----------------------------------------------------------------
+
+    def _decide(self, message, output, ranges, logprobs, provenance, source) -> ParseResult:
+        threshold = self.settings.confidence_threshold
+        try:
+            extraction = Extraction.model_validate(orjson.loads(output))
+        except (orjson.JSONDecodeError, ValidationError) as err:
+            detail = str(err).splitlines()[0]
+            return LowConfidence(
+                message_id=message.message_id, message=message, trade=None, confidence=0.0,
+                reasons=[Reason(code="invalid_model_output", detail=f"{detail}: {output[:200]!r}")],
+                provenance=provenance, source=source,
+            )
+        reference = (message.timestamp or datetime.now(timezone.utc)).date()
+        normalized = normalize_extraction(extraction.model_dump(), message.text, reference)
+        values = normalized.fields
+        reasons = [Reason(code=c, field=f, detail=d) for c, f, d in normalized.reasons]
+        reasons += confidence.missing_required(values["intent"], values)
+        if extraction.multiple_trades:
+            reasons.append(Reason(code="multiple_trades", detail="one message holds several trades"))
+
+        probs = confidence.span_probabilities(ranges, logprobs, confidence.value_spans(output, EXTRACTION_FIELDS))
+        failed = {r.field for r in reasons if r.field}
+        scores = confidence.field_confidence(values["intent"], probs, failed)
+        if extraction.multiple_trades:
+            scores["multiple_trades"] = 0.0
+        reasons += confidence.low_confidence_reasons(scores, threshold, failed)
+        overall = min(scores.values()) if scores else 0.0
+        trade = Trade(
+            **values, message_id=message.message_id, confidence=overall, field_confidence=scores,
+            provenance=provenance, source=source,
+        )
+        if reasons or overall < threshold:
+            return LowConfidence(
+                message_id=message.message_id, message=message, trade=trade, confidence=overall,
+                reasons=reasons, provenance=provenance, source=source,
+            )
+        return trade
+
+

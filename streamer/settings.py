@@ -1,0 +1,45 @@
+"""All settings in one typed place.
+
+Every value can come from the environment (prefix `STREAMER_`, e.g.
+`STREAMER_MODEL_PATH`, `STREAMER_BROKER_URL`) or from CLI flags, which build a
+`Settings` with overrides. Modules receive a `Settings`; none reads os.environ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMER_", extra="ignore")
+
+    # --- parser -----------------------------------------------------------
+    model_path: Path | None = Field(default=None, description="GGUF model file; empty = the bundled SmolLM2-135M.")
+    adapter_path: str | None = Field(
+        default="bundled",
+        description="GGUF LoRA adapter: a path, 'bundled' (the shipped adapter, when the model is the bundled one) or 'none'.",
+    )
+    n_ctx: int = 2048
+    n_threads: int | None = Field(default=None, description="CPU threads for llama.cpp; empty = all cores.")
+    n_batch: int = 512
+    n_gpu_layers: int = Field(default=0, description="Layers offloaded to the GPU; -1 = all.")
+    max_tokens: int = Field(default=160, description="Cap on generated tokens per message.")
+    confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Below this a result goes to review.")
+    prompt_version: str | None = Field(default=None, description="Force a prompt version; empty = the adapter's, else few-shot.")
+
+    # --- stream -----------------------------------------------------------
+    broker_url: str = "kafka://localhost:9092"
+    input_topic: str = "chat.raw"
+    parsed_topic: str = "trades.parsed"
+    review_topic: str = "trades.review"
+    deadletter_topic: str = "chat.deadletter"
+    topic_partitions: int = 4
+    group_id: str = "tradechat-streamer"
+    max_message_bytes: int = Field(default=16384, description="Larger inputs are dead-lettered as oversize.")
+    session_timeout_s: float = Field(default=30.0, description="Consumer session timeout; the dev profile lowers it.")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path(".streamer-data")
