@@ -182,7 +182,7 @@ def parse_number(text: str) -> Decimal:
 
 
 _CURRENCY_MARK = r"(?:\$|€|£|¥|(?<![a-z])(?:usd|eur|gbp|jpy|chf|aud|cad|nzd)(?![a-z]))"
-_AMOUNT = re.compile(r"^(?P<num>\d[\d,.' _]*)\s*(?P<unit>[a-zñó.]+)?$")
+_AMOUNT = re.compile(r"^(?P<num>\d[\d,.'_]*(?: \d{3})*)\s*(?P<unit>[a-zñó.]+(?: [a-zñó.]+)?)?$")
 
 
 def split_amount_currency(span: str) -> tuple[str, str | None]:
@@ -207,15 +207,15 @@ def normalize_quantity(span: str, asset_class: str | None) -> float:
     if not m:
         raise NormalizationError("unparseable_value", f"not an amount: {span!r}")
     number = parse_number(m.group("num"))
-    unit = (m.group("unit") or "").strip(".")
-    if unit in _MULTIPLIERS or unit + "." in _MULTIPLIERS:
-        quantity = number * Decimal(str(_MULTIPLIERS.get(unit, _MULTIPLIERS.get(unit + "."))))
-    elif unit in _COUNT_UNITS or unit == "":
-        quantity = number
-        if unit == "" and asset_class in FX_CLASSES and number < 1000:
-            quantity = number * Decimal(1_000_000)
-    else:
-        raise NormalizationError("unparseable_value", f"unknown amount unit {unit!r} in {span!r}")
+    words = [w.strip(".") for w in (m.group("unit") or "").split()]
+    if words and words[-1] in _COUNT_UNITS and (len(words) > 1 or words[-1] not in _MULTIPLIERS):
+        words = words[:-1]  # '200 shares', '5k oz': the count unit does not scale
+    counted = not words
+    if len(words) > 1 or (words and words[0] not in _MULTIPLIERS):
+        raise NormalizationError("unparseable_value", f"unknown amount unit {' '.join(words)!r} in {span!r}")
+    quantity = number * Decimal(str(_MULTIPLIERS[words[0]])) if words else number
+    if counted and not (m.group("unit") or "").strip() and asset_class in FX_CLASSES and number < 1000:
+        quantity = number * Decimal(1_000_000)  # FX: a bare amount is millions of the base currency
     if quantity <= 0:
         raise NormalizationError("non_positive_quantity", f"quantity must be positive: {span!r}")
     return float(quantity)

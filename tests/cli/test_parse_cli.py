@@ -1,0 +1,70 @@
+"""`streamer parse` end to end, as a user runs it (real model)."""
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from schemas import LowConfidence, Trade
+
+pytestmark = pytest.mark.integration
+
+
+def run(*args, stdin: bytes | None = None):
+    return subprocess.run([sys.executable, "-m", "streamer", *args], input=stdin, capture_output=True, timeout=300)
+
+
+def _result(line: bytes):
+    data = orjson.loads(line)
+    return (Trade if data["kind"] == "trade" else LowConfidence).model_validate(data)
+
+
+def test_parse_text_prints_one_contract_valid_json():
+    proc = run("parse", "buy 10m eurusd 1w @ 1.0850")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1
+    _result(lines[0])
+
+
+def test_parse_file_reports_bad_lines_and_parses_the_rest(tmp_path):
+    src = tmp_path / "chat.txt"
+    src.write_bytes(b'buy 5 cable\n\n{"text": "sell 2 btc", "sender": "ann"}\n{broken json\n\xff\xfe\n'
+                    b'{"sender": "no text"}\nhi all\n')
+    proc = run("parse", "--file", str(src))
+    assert proc.returncode == 1
+    results = [_result(line) for line in proc.stdout.splitlines()]
+    assert [r.message_id for r in results] and len(results) == 3
+    err = proc.stderr.decode()
+    for number in (4, 5, 6):
+        assert f"chat.txt:{number}:" in err
+    assert "3 bad lines" in err
+
+
+def test_parse_stdin():
+    proc = run("parse", "-", stdin=b"buy 1m cable\nsell 3 eth\n")
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("parse", "--file", "/no/such/file"), "cannot read /no/such/file"),
+    (("parse", "x", "--model", "/no/such/model.gguf"), "model file not found: /no/such/model.gguf"),
+    (("parse",), "give either TEXT"),
+])
+def test_errors_are_one_line(args, needle):
+    proc = run(*args)
+    assert proc.returncode != 0
+    err = proc.stderr.decode().strip()
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_corrupt_model_is_named(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    proc = run("parse", "x", "--model", str(bad))
+    assert proc.returncode != 0
+    err = proc.stderr.decode().strip()
+    assert str(bad) in err and "Traceback" not in err and len(err.splitlines()) == 1

@@ -1,0 +1,178 @@
+"""Table tests for the deterministic normalizer (docs/CONVENTIONS.md)."""
+
+from datetime import date
+
+import pytest
+
+from streamer.parsing.normalize import (
+    NormalizationError, is_grounded, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
+    normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency,
+)
+
+REF = date(2026, 11, 25)
+
+
+@pytest.mark.parametrize("span, asset_class, expected", [
+    ("cable", "fx_spot", "GBPUSD"),
+    ("Fiber", "fx_forward", "EURUSD"),
+    ("swissy", "fx_spot", "USDCHF"),
+    ("aussie", "fx_spot", "AUDUSD"),
+    ("kiwi", "fx_option", "NZDUSD"),
+    ("loonie", "fx_spot", "USDCAD"),
+    ("dollar yen", "fx_spot", "USDJPY"),
+    ("euro yen", "fx_swap", "EURJPY"),
+    ("eur/usd", "fx_spot", "EURUSD"),
+    ("EUR USD", "fx_spot", "EURUSD"),
+    ("usdeur", "fx_spot", "EURUSD"),
+    ("jpy/usd", "fx_spot", "USDJPY"),
+    ("usdmxn", "fx_spot", "USDMXN"),
+    ("eur vs gbp", "fx_spot", "EURGBP"),
+    ("btc", "crypto", "BTCUSD"),
+    ("Bitcoin", "crypto", "BTCUSD"),
+    ("eth/usdt", "crypto", "ETHUSDT"),
+    ("ethusdt", "crypto", "ETHUSDT"),
+    ("sol-eur", "crypto", "SOLEUR"),
+    ("aapl", "equity", "AAPL"),
+    ("$tsla", "equity", "TSLA"),
+    ("ESZ5", "future", "ESZ5"),
+    ("ust  10y", "bond", "UST 10Y"),
+    ("gold", "commodity", "GOLD"),
+    ("sofr", "rates_swap", "SOFR"),
+])
+def test_symbol(span, asset_class, expected):
+    assert normalize_symbol(span, asset_class) == expected
+
+
+@pytest.mark.parametrize("span, asset_class", [("banana", "fx_spot"), ("eurx", "fx_spot"), ("usdusd", "fx_spot"),
+                                               ("dogecoinz", "crypto")])
+def test_symbol_unknown(span, asset_class):
+    with pytest.raises(NormalizationError) as err:
+        normalize_symbol(span, asset_class)
+    assert err.value.code == "unknown_symbol"
+
+
+@pytest.mark.parametrize("span, asset_class, expected", [
+    ("10m", "fx_spot", 10_000_000),
+    ("10mm", "fx_forward", 10_000_000),
+    ("10 mio", "fx_spot", 10_000_000),
+    ("10 bucks", "fx_spot", 10_000_000),
+    ("10 millones", "fx_spot", 10_000_000),
+    ("1 yard", "fx_spot", 1_000_000_000),
+    ("a yard", "fx_spot", 1_000_000_000),
+    ("1bn", "bond", 1_000_000_000),
+    ("500k", "fx_spot", 500_000),
+    ("1,200", "equity", 1200),
+    ("2.5m", "fx_spot", 2_500_000),
+    ("2,5 Mio", "fx_spot", 2_500_000),
+    ("25", "fx_spot", 25_000_000),
+    ("50", "fx_forward", 50_000_000),
+    ("200", "equity", 200),
+    ("200 shares", "equity", 200),
+    ("10 lots", "future", 10),
+    ("2 btc", "crypto", 2),
+    ("0.5", "crypto", 0.5),
+    ("5k oz", "commodity", 5000),
+    ("$5m", "bond", 5_000_000),
+    ("10 mio eur", "bond", 10_000_000),
+    ("1.200.000", "equity", 1_200_000),
+])
+def test_quantity(span, asset_class, expected):
+    assert normalize_quantity(span, asset_class) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("span, code", [("0", "non_positive_quantity"), ("lots", "unparseable_value"),
+                                        ("10 zebras", "unparseable_value")])
+def test_quantity_errors(span, code):
+    with pytest.raises(NormalizationError) as err:
+        normalize_quantity(span, "equity")
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize("span, expected", [
+    ("1.2710", 1.2710), ("@ 1.2710", 1.2710), ("at 187.5", 187.5), ("67k", 67000), ("99-16", 99.5),
+    ("99-16+", 99.515625), ("99-162", 99.5078125), ("101-00", 101.0), ("$187.50", 187.5), ("1,0850", 1.085),
+])
+def test_price(span, expected):
+    assert normalize_price(span) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("span", ["99-33", "cheap", "1.2.3"])
+def test_price_errors(span):
+    with pytest.raises(NormalizationError):
+        normalize_price(span)
+
+
+@pytest.mark.parametrize("bid, ask, expected", [
+    ("1.0848", "50", (1.0848, 1.0850)),
+    ("1.0848", "1.0850", (1.0848, 1.0850)),
+    ("1.2798", "02", (1.2798, 1.2802)),
+    ("150.25", "28", (150.25, 150.28)),
+    ("99-16", "18", (99.5, 99.5625)),
+    ("187.4", "187.6", (187.4, 187.6)),
+])
+def test_quote(bid, ask, expected):
+    assert normalize_quote(bid, ask) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("span, expected", [
+    ("spot", "SPOT"), ("tom", "TOM"), ("t/n", "TN"), ("o/n", "ON"), ("overnight", "ON"), ("s/n", "SN"),
+    ("1w", "1W"), ("1 week", "1W"), ("2 weeks", "2W"), ("3mth", "3M"), ("3 months", "3M"), ("6m", "6M"),
+    ("1y", "1Y"), ("10yr", "10Y"), ("one month", "1M"), ("3 mois", "3M"), ("1w/2w", "2W"), ("sn/1m", "1M"),
+    ("15 dec", "2026-12-15"), ("dec 15th", "2026-12-15"), ("3 jan", "2027-01-03"), ("25 nov", "2026-11-25"),
+    ("15/12", "2026-12-15"), ("2027-03-19", "2027-03-19"), ("15 Dec 2027", "2027-12-15"), ("15. Dez", "2026-12-15"),
+])
+def test_tenor(span, expected):
+    assert normalize_tenor(span, REF) == expected
+
+
+@pytest.mark.parametrize("span", ["soonish", "31 feb", "32/01"])
+def test_tenor_errors(span):
+    with pytest.raises(NormalizationError):
+        normalize_tenor(span, REF)
+
+
+@pytest.mark.parametrize("span, expected", [("eur", "EUR"), ("$", "USD"), ("£", "GBP"), ("USD", "USD"),
+                                            ("euros", "EUR"), ("nok", "NOK")])
+def test_currency(span, expected):
+    assert normalize_currency(span) == expected
+
+
+def test_currency_unknown():
+    with pytest.raises(NormalizationError) as err:
+        normalize_currency("xyz")
+    assert err.value.code == "unknown_currency"
+
+
+@pytest.mark.parametrize("span, expected", [("$5m", ("5m", "USD")), ("10 mio eur", ("10 mio", "EUR")),
+                                            ("10m", ("10m", None))])
+def test_split_amount_currency(span, expected):
+    assert split_amount_currency(span) == expected
+
+
+@pytest.mark.parametrize("span, text, expected", [
+    ("cable", "Buy 10m CABLE 1w", True), ("10m", "buy 10m  cable", True), ("euros", "buy eurusd", False),
+    ("1 w", "buy 1w", False),
+])
+def test_grounding(span, text, expected):
+    assert is_grounded(span, text) is expected
+
+
+RAW = {"intent": "order", "side": "buy", "asset_class": "fx_forward", "symbol": "cable", "quantity": "10m",
+       "currency": None, "price": "1.2710", "bid": None, "ask": None, "order_type": None, "tenor": "1w",
+       "counterparty": None, "multiple_trades": False}
+
+
+@pytest.mark.parametrize("changes, text, fields, reasons", [
+    ({}, "buy 10m cable 1w @ 1.2710",
+     {"symbol": "GBPUSD", "quantity": 1e7, "currency": "GBP", "price": 1.271, "tenor": "1W"}, []),
+    ({"intent": "none"}, "cable looks heavy", {"side": None, "symbol": None, "quantity": None}, []),
+    ({"intent": "rfq", "side": None, "price": None}, "px in 10m cable 1w?", {"side": "two_way"}, []),
+    ({"symbol": "euros"}, "buy 10m cable 1w @ 1.2710", {"symbol": None},
+     [("ungrounded_span", "symbol"), ("unknown_symbol", "symbol")]),
+    ({"quantity": "0"}, "buy 0 cable 1w @ 1.2710 x", {"quantity": None}, [("non_positive_quantity", "quantity")]),
+])
+def test_normalize_extraction(changes, text, fields, reasons):
+    result = normalize_extraction({**RAW, **changes}, text, REF)
+    for name, value in fields.items():
+        assert result.fields[name] == (pytest.approx(value) if isinstance(value, float) else value)
+    assert [(code, field) for code, field, _ in result.reasons] == reasons

@@ -1,0 +1,69 @@
+"""The parser through the real bundled model and the real llama.cpp."""
+
+import pytest
+
+from schemas import ChatMessage, LowConfidence, Trade
+from streamer.parsing import ParseError
+
+pytestmark = pytest.mark.integration
+
+MESSAGES = ["buy 10m eurusd 1w @ 1.0850", "2 way in 50 usdjpy 6m pls", "sell 200 AAPL lmt 187.5", "morning all"]
+
+
+@pytest.mark.parametrize("text", MESSAGES)
+def test_result_is_contract_valid(default_parser, text):
+    result = default_parser.parse(ChatMessage(text=text))
+    assert isinstance(result, (Trade, LowConfidence))
+    again = type(result).model_validate_json(result.to_json())
+    assert again == result
+    assert 0.0 <= result.confidence <= 1.0
+    assert result.provenance.model_sha256 and len(result.provenance.model_sha256) == 64
+    assert result.provenance.generated_tokens > 0
+
+
+def test_prompt_prefix_comes_from_the_kv_cache(default_parser):
+    """Per message llama.cpp evaluates about the message's own tokens, not the whole prompt."""
+    llm = default_parser.model.llm
+    for text in MESSAGES:
+        result = default_parser.parse(text)
+        own = len(llm.tokenize(text.encode(), add_bos=False, special=False)) + len(default_parser._suffix_tokens)
+        assert result.provenance.prompt_tokens_evaluated <= own + 1
+        assert result.provenance.prompt_tokens_evaluated < default_parser.prefix_token_count
+
+
+def test_message_longer_than_context_is_refused(default_parser):
+    with pytest.raises(ParseError, match="exceeds n_ctx"):
+        default_parser.parse("buy 10m cable " * 2000)
+
+
+@pytest.mark.parametrize("output, code", [
+    (b'{"intent":"order","side":"buy"', "invalid_model_output"),
+    (b'{"intent":"order","side":"buy","asset_class":"fx_spot","symbol":"euros","quantity":"10m","currency":null,'
+     b'"price":null,"bid":null,"ask":null,"order_type":null,"tenor":null,"counterparty":null,"multiple_trades":false}',
+     "ungrounded_span"),
+    (b'{"intent":"order","side":"buy","asset_class":"fx_spot","symbol":"cable","quantity":null,"currency":null,'
+     b'"price":null,"bid":null,"ask":null,"order_type":null,"tenor":null,"counterparty":null,"multiple_trades":false}',
+     "missing_required_field"),
+    (b'{"intent":"order","side":"buy","asset_class":"fx_spot","symbol":"cable","quantity":"10m","currency":null,'
+     b'"price":null,"bid":null,"ask":null,"order_type":null,"tenor":null,"counterparty":null,"multiple_trades":true}',
+     "multiple_trades"),
+])
+def test_doubtful_output_goes_to_review(default_parser, output, code):
+    """The decision stage, fed model outputs that must be flagged (all tokens certain)."""
+    ranges = [(i, i + 1) for i in range(len(output))]
+    result = default_parser._decide(ChatMessage(text="buy 10m cable"), output, ranges, [0.0] * len(ranges),
+                                    None, None)
+    assert isinstance(result, LowConfidence)
+    assert code in {r.code for r in result.reasons}
+
+
+def test_certain_grounded_output_is_a_trade(default_parser):
+    output = (b'{"intent":"order","side":"buy","asset_class":"fx_forward","symbol":"cable","quantity":"10m",'
+              b'"currency":null,"price":"1.2710","bid":null,"ask":null,"order_type":null,"tenor":"1w",'
+              b'"counterparty":null,"multiple_trades":false}')
+    ranges = [(i, i + 1) for i in range(len(output))]
+    result = default_parser._decide(ChatMessage(text="buy 10m cable 1w @ 1.2710"), output, ranges,
+                                    [0.0] * len(ranges), None, None)
+    assert isinstance(result, Trade)
+    assert (result.symbol, result.quantity, result.currency, result.tenor) == ("GBPUSD", 1e7, "GBP", "1W")
+    assert result.confidence == 1.0
