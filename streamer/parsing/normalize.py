@@ -93,6 +93,15 @@ def normalize_fx_pair(span: str) -> str:
     raise NormalizationError("unknown_symbol", f"not a currency pair: {span!r}")
 
 
+def written_reversed(span: str, pair: str) -> bool:
+    """True when the message wrote the pair against market order ('jpyusd' for USDJPY)."""
+    letters = re.sub(r"[^a-z]", "", _squash(span)).upper()
+    return len(letters) == 6 and letters == pair[3:] + pair[:3] and letters != pair
+
+
+_OPPOSITE_SIDE = {"buy": "sell", "sell": "buy"}
+
+
 def normalize_crypto(span: str) -> str:
     """'btc' -> BTCUSD, 'eth/usdt' -> ETHUSDT, 'bitcoin' -> BTCUSD."""
     parts = [p for p in re.split(r"[\s/\-:]+", _squash(span)) if p and p not in ("vs", "v", "against")]
@@ -413,6 +422,9 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
             return None
 
     out["symbol"] = attempt("symbol", normalize_symbol, asset_class)
+    if asset_class in FX_CLASSES and out["symbol"] and written_reversed(raw["symbol"], out["symbol"]):
+        # selling JPY against USD is buying USDJPY: the side follows the market-order pair
+        out["side"] = _OPPOSITE_SIDE.get(out["side"], out["side"])
     out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
     out["price"] = attempt("price", normalize_price)
     out["tenor"] = attempt("tenor", normalize_tenor, reference)

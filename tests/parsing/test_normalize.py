@@ -169,6 +169,7 @@ RAW = {"intent": "order", "side": "buy", "asset_class": "fx_forward", "symbol": 
     ({"intent": "rfq", "side": None, "price": None}, "px in 10m cable 1w?", {"side": "two_way"}, []),
     ({"symbol": "euros"}, "buy 10m cable 1w @ 1.2710", {"symbol": None},
      [("ungrounded_span", "symbol"), ("unknown_symbol", "symbol")]),
+    ({"symbol": "jpyusd", "side": "sell"}, "sell 10m jpyusd 1w @ 1.2710", {"symbol": "USDJPY", "side": "buy"}, []),
     ({"quantity": "0"}, "buy 0 cable 1w @ 1.2710 x", {"quantity": None}, [("non_positive_quantity", "quantity")]),
 ])
 def test_normalize_extraction(changes, text, fields, reasons):

@@ -1,0 +1,77 @@
+"""`streamer bench`: parser speed and memory, printed as numbers (not asserted in tests)."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import click
+import orjson
+
+from schemas import ChatMessage
+
+SAMPLE = [
+    "buy 10m cable 1w @ 1.2710", "2 way in 50 usdjpy 6m pls", "sell 200 AAPL lmt 187.5", "eurusd 1.0848/50",
+    "yours 25 aussie", "cxl my eurusd order", "px on 5 btc?", "mine 3 ESZ5 at 5012.25", "morning all, cable looking bid",
+    "offer 10 bucks fiber spot at 1.0855 for Citi",
+]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def load_texts(path: Path | None, n: int) -> list[ChatMessage]:
+    if path is None:
+        texts = [SAMPLE[i % len(SAMPLE)] for i in range(n)]
+        return [ChatMessage(text=t) for t in texts]
+    messages = []
+    for line in path.read_bytes().splitlines():
+        if line.strip():
+            data = orjson.loads(line) if line.lstrip().startswith(b"{") else {"text": line.decode()}
+            messages.append(ChatMessage(text=data["text"], timestamp=data.get("timestamp")))
+        if len(messages) >= n:
+            break
+    return messages
+
+
+@click.command()
+@click.option("--n", "count", type=int, default=50, show_default=True, help="Messages to parse.")
+@click.option("--file", "file_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Messages to use (plain lines or JSONL with 'text'); default: a built-in sample.")
+def bench(count: int, file_path: Path | None, **options) -> None:
+    """Parse N messages and print latency, throughput, KV-cache reuse and peak memory."""
+    from streamer.cli import load_parser, settings_from
+
+    started = time.perf_counter()
+    parser = load_parser(settings_from(**options))
+    load_s = time.perf_counter() - started
+    messages = load_texts(file_path, count)
+    latencies, evaluated, generated, kinds = [], [], [], {"trade": 0, "low_confidence": 0}
+    wall = time.perf_counter()
+    for message in messages:
+        result = parser.parse(message)
+        kinds[result.kind] += 1
+        latencies.append(result.provenance.latency_ms)
+        evaluated.append(result.provenance.prompt_tokens_evaluated)
+        generated.append(result.provenance.generated_tokens)
+    wall = time.perf_counter() - wall
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = {
+        "model": parser.model.path.name, "adapter": parser.adapter_id or "none", "prompt": parser.prompt_version,
+        "n_threads": parser.settings.n_threads or "all", "n_gpu_layers": parser.settings.n_gpu_layers,
+        "messages": len(messages), "load_s": round(load_s, 2),
+        "throughput_msg_s": round(len(messages) / wall, 2),
+        "latency_ms_p50": round(percentile(latencies, 0.5), 1), "latency_ms_p95": round(percentile(latencies, 0.95), 1),
+        "prompt_prefix_tokens": parser.prefix_token_count,
+        "prompt_tokens_evaluated_mean": round(statistics.mean(evaluated), 1),
+        "generated_tokens_mean": round(statistics.mean(generated), 1),
+        "generated_tokens_per_s": round(sum(generated) / wall, 1),
+        "trades": kinds["trade"], "review": kinds["low_confidence"], "peak_rss_mb": round(rss_mb, 1),
+    }
+    width = max(map(len, rows))
+    for key, value in rows.items():
+        click.echo(f"{key:<{width}}  {value}")
