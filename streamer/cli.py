@@ -152,3 +152,6 @@ def _stderr_console():
 
 
 # Verbs that live with their stages.
+from streamer.benchmark import bench as _bench  # noqa: E402
+
+main.add_command(model_options(_bench))
