@@ -10,7 +10,9 @@ contract value or raises `NormalizationError` with a named reason code.
 from __future__ import annotations
 
 import calendar
+import difflib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -79,11 +81,20 @@ def market_order(a: str, b: str) -> str:
     return a + b if ra <= rb else b + a
 
 
+def _plain(text: str) -> str:
+    """Accents dropped ('câble' -> 'cable'), as desks type on any keyboard."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 def normalize_fx_pair(span: str) -> str:
-    """'cable' -> GBPUSD, 'eur/usd' -> EURUSD, 'usdeur' -> EURUSD."""
-    key = _squash(span).strip(".,!?:;")
+    """'cable' -> GBPUSD, 'eur/usd' -> EURUSD, 'usdeur' -> EURUSD, 'cabel' -> GBPUSD (one typo)."""
+    key = _plain(_squash(span).strip(".,!?:;"))
     if key in FX_SLANG:
         return FX_SLANG[key]
+    if len(key) >= 5 and not re.search(r"[^a-z ]", key):
+        close = difflib.get_close_matches(key, [k for k in FX_SLANG if len(k) >= 5], n=1, cutoff=0.8)
+        if close:
+            return FX_SLANG[close[0]]
     letters = re.sub(r"\b(vs|v|versus|against|contre|gegen|contra)\b", "", key)
     letters = re.sub(r"[^a-z]", "", letters).upper()
     if len(letters) == 6 and letters[:3] in ISO_CURRENCIES and letters[3:] in ISO_CURRENCIES and letters[:3] != letters[3:]:
@@ -215,8 +226,11 @@ def normalize_quantity(span: str, asset_class: str | None) -> float:
     m = _AMOUNT.match(s)
     if not m:
         raise NormalizationError("unparseable_value", f"not an amount: {span!r}")
-    number = parse_number(m.group("num"))
     words = [w.strip(".") for w in (m.group("unit") or "").split()]
+    raw_number = m.group("num")
+    if re.fullmatch(r"\d{1,3}\.\d{3}", raw_number) and words and words[-1] in _COUNT_UNITS:
+        raw_number = raw_number.replace(".", "")  # '3.000 acciones': nobody trades 3.0 shares
+    number = parse_number(raw_number)
     if words and words[-1] in _COUNT_UNITS and (len(words) > 1 or words[-1] not in _MULTIPLIERS):
         words = words[:-1]  # '200 shares', '5k oz': the count unit does not scale
     counted = not words
@@ -246,10 +260,12 @@ def normalize_price(span: str) -> float:
         frac = m.group("frac")
         extra = 0.5 if frac == "+" else (int(frac) / 8 if frac else 0.0)
         return int(m.group("whole")) + (ticks + extra) / 32
-    m = re.fullmatch(r"(?P<num>\d[\d,.]*)\s*(?P<unit>k|m|mm|bn)?", s)
+    m = re.fullmatch(r"(?P<sign>[+-])?(?P<num>\.?\d[\d,.]*)\s*(?P<unit>k|m|mm|bn)?", s)
     if not m:
         raise NormalizationError("unparseable_value", f"not a price: {span!r}")
-    value = parse_number(m.group("num"))
+    value = parse_number(("0" if m.group("num").startswith(".") else "") + m.group("num"))
+    if m.group("sign") == "-":  # swap points can be negative
+        value = -value
     if m.group("unit"):
         value *= Decimal(str(_MULTIPLIERS[m.group("unit")]))
     return float(value)
@@ -264,7 +280,7 @@ def normalize_quote(bid_span: str, ask_span: str) -> tuple[float, float]:
     bid = normalize_price(bid_span)
     ask_raw = _squash(ask_span).lstrip("/").strip()
     bid_raw = _squash(bid_span)
-    if re.fullmatch(r"\d{1,3}\+?", ask_raw) and len(ask_raw.rstrip("+")) < len(re.sub(r"\D", "", bid_raw)):
+    if re.fullmatch(r"\d{1,4}\+?", ask_raw) and len(ask_raw.rstrip("+")) < len(re.sub(r"\D", "", bid_raw)):
         m = _THIRTY_SECONDS.match(bid_raw)
         if m:
             candidate = f"{m.group('whole')}-{ask_raw}"

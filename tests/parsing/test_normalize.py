@@ -27,6 +27,8 @@ REF = date(2026, 11, 25)
     ("jpy/usd", "fx_spot", "USDJPY"),
     ("usdmxn", "fx_spot", "USDMXN"),
     ("eur vs gbp", "fx_spot", "EURGBP"),
+    ("cabel", "fx_spot", "GBPUSD"),
+    ("câble", "fx_spot", "GBPUSD"),
     ("btc", "crypto", "BTCUSD"),
     ("Bitcoin", "crypto", "BTCUSD"),
     ("eth/usdt", "crypto", "ETHUSDT"),
@@ -75,6 +77,7 @@ def test_symbol_unknown(span, asset_class):
     ("$5m", "bond", 5_000_000),
     ("10 mio eur", "bond", 10_000_000),
     ("1.200.000", "equity", 1_200_000),
+    ("3.000 acciones", "equity", 3000),
 ])
 def test_quantity(span, asset_class, expected):
     assert normalize_quantity(span, asset_class) == pytest.approx(expected, rel=1e-12)
@@ -90,7 +93,7 @@ def test_quantity_errors(span, code):
 
 @pytest.mark.parametrize("span, expected", [
     ("1.2710", 1.2710), ("@ 1.2710", 1.2710), ("at 187.5", 187.5), ("67k", 67000), ("99-16", 99.5),
-    ("99-16+", 99.515625), ("99-162", 99.5078125), ("101-00", 101.0), ("$187.50", 187.5), ("1,0850", 1.085),
+    ("99-16+", 99.515625), ("99-162", 99.5078125), ("101-00", 101.0), ("$187.50", 187.5), ("1,0850", 1.085), (".5930", 0.593), ("-110", -110.0), ("+4.5", 4.5),
 ])
 def test_price(span, expected):
     assert normalize_price(span) == pytest.approx(expected, rel=1e-12)
@@ -109,6 +112,9 @@ def test_price_errors(span):
     ("150.25", "28", (150.25, 150.28)),
     ("99-16", "18", (99.5, 99.5625)),
     ("187.4", "187.6", (187.4, 187.6)),
+    ("17.0520", "0620", (17.052, 17.062)),
+    (".5930", "35", (0.593, 0.5935)),
+    ("-110", "-108", (-110.0, -108.0)),
 ])
 def test_quote(bid, ask, expected):
     assert normalize_quote(bid, ask) == pytest.approx(expected, rel=1e-12)
