@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     group_id: str = "tradechat-streamer"
     max_message_bytes: int = Field(default=16384, description="Larger inputs are dead-lettered as oversize.")
     session_timeout_s: float = Field(default=30.0, description="Consumer session timeout; the dev profile lowers it.")
+    rebalance_timeout_s: float = Field(default=60.0, description="Consumer rebalance timeout; keep it above one parse.")
+    commit_interval_s: float = Field(default=1.0, description="How often acknowledged input offsets are committed.")
+    publish_timeout_s: float = Field(default=60.0, description="Worker stops if an output is unacknowledged this long.")
+    topic_replication_factor: int = Field(default=1, description="Replication of topics the worker creates.")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")

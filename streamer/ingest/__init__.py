@@ -1,0 +1,1 @@
+"""Getting chat onto the input topic: `streamer produce` (stdin, files) and POST /ingest (webhooks)."""

@@ -1,0 +1,108 @@
+"""confluent-kafka configuration built from `Settings`, shared by every non-Faust client.
+
+`streamer produce`, `streamer consume`, replay tools and the tests talk to Kafka
+through confluent-kafka; these helpers keep their settings in one place:
+producers wait for all in-sync replicas (acks=all) and are idempotent, so a
+retried send is not written twice; consumers commit only by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Iterable
+
+from streamer.settings import Settings
+
+# librdkafka's own log lines (one per failed connect, hundreds a minute) go here, not to stderr;
+# the commands report what failed themselves. Configure logging to see them.
+librdkafka_log = logging.getLogger(__name__)
+librdkafka_log.addHandler(logging.NullHandler())
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not answer, or refused a topic; the message says which and where."""
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """`kafka://a:9092;kafka://b:9092` (Faust's form) -> `a:9092,b:9092` (librdkafka's)."""
+    servers = []
+    for part in settings.broker_url.replace(",", ";").split(";"):
+        part = part.strip()
+        if part:
+            servers.append(part.split("://", 1)[-1].rstrip("/"))
+    if not servers:
+        raise ValueError(f"broker_url has no host: {settings.broker_url!r}")
+    return ",".join(servers)
+
+
+def producer_config(settings: Settings, **overrides) -> dict:
+    """A producer that reports a record delivered only once every in-sync replica has it."""
+    return {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "acks": "all",
+        "enable.idempotence": True,
+        "client.id": "tradechat-streamer",
+        "logger": librdkafka_log,
+        **overrides,
+    }
+
+
+def consumer_config(settings: Settings, group_id: str, **overrides) -> dict:
+    """A consumer that starts from the oldest record and commits only when told to."""
+    return {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "session.timeout.ms": int(settings.session_timeout_s * 1000),
+        "client.id": "tradechat-streamer",
+        "logger": librdkafka_log,
+        **overrides,
+    }
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """The four topics of the pipeline: input, trades, review, dead letters."""
+    return [settings.input_topic, settings.parsed_topic, settings.review_topic, settings.deadletter_topic]
+
+
+def ensure_topics(settings: Settings, names: Iterable[str], timeout_s: float = 10.0) -> list[str]:
+    """Create the topics that do not exist yet (settings' partitions and replication); return those created."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    servers = bootstrap_servers(settings)
+    if not any(_accepts_connections(server) for server in servers.split(",")):  # fail now, not after timeout_s
+        raise BrokerUnavailable(f"no broker listens at {settings.broker_url}")
+    admin = AdminClient({"bootstrap.servers": servers, "logger": librdkafka_log})
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as err:
+        raise BrokerUnavailable(f"no answer from the broker at {settings.broker_url}: {err.args[0].str()}") from None
+    wanted = [name for name in dict.fromkeys(names) if name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(name, settings.topic_partitions, settings.topic_replication_factor) for name in wanted],
+        request_timeout=timeout_s,
+    )
+    created = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as err:
+            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker won the race
+                raise BrokerUnavailable(f"cannot create topic {name!r}: {err.args[0].str()}") from None
+    return created
+
+
+def _accepts_connections(server: str, timeout_s: float = 3.0) -> bool:
+    host, _, port = server.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "localhost", int(port or 9092)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
