@@ -161,3 +161,7 @@ from streamer.replay_commands import diff as _diff, replay as _replay, reprocess
 from streamer.data.commands import data as _data  # noqa: E402
 
 main.add_command(_data)
+from streamer.streaming_commands import register as _register_streaming; _register_streaming(main)  # noqa: E402,E702
+from streamer.data.commands import data as _data  # noqa: E402
+
+main.add_command(_data)
