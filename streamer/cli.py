@@ -159,4 +159,3 @@ from streamer.streaming_commands import register as _register_streaming; _regist
 from streamer.data.commands import data as _data  # noqa: E402
 
 main.add_command(_data)
-from streamer.finetune.commands import finetune as _finetune; main.add_command(_finetune)  # noqa: E402,E702
