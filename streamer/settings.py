@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,3 +47,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")
+
+    @field_validator("model_path", "n_threads", "prompt_version", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value):
+        """`STREAMER_MODEL_PATH=` (as compose passes an unset variable) means the default, not `Path('.')`."""
+        return None if isinstance(value, str) and not value.strip() else value
