@@ -156,6 +156,7 @@ from streamer.benchmark import bench as _bench  # noqa: E402
 
 main.add_command(model_options(_bench))
 from streamer.streaming_commands import register as _register_streaming; _register_streaming(main)  # noqa: E402,E702
+from streamer.evaluation.commands import eval_command as _eval_command; main.add_command(_eval_command)  # noqa: E402,E702
 from streamer.replay_commands import diff as _diff, replay as _replay, reprocess as _reprocess; [main.add_command(c) for c in (_replay, _reprocess, _diff)]  # noqa: E402,E702
 from streamer.data.commands import data as _data  # noqa: E402
 

@@ -1,0 +1,166 @@
+"""`streamer eval`: score a parser configuration (or several, side by side) against a gold file."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from streamer.cli import load_parser, model_options, settings_from
+
+# --config keys and the Settings field each one sets.
+CONFIG_KEYS = {"model": "model_path", "adapter": "adapter_path", "prompt": "prompt_version",
+               "threshold": "confidence_threshold"}
+_CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One named configuration: the rule-based baseline, or the model parser with setting overrides."""
+
+    name: str
+    baseline: bool = False
+    overrides: dict = field(default_factory=dict)
+
+
+def parse_config(text: str) -> EvalConfig:
+    """'tuned:adapter=bundled,threshold=0.6' | 'rules:baseline' | 'default' (no overrides)."""
+    name, _, spec = text.partition(":")
+    if not _CONFIG_NAME.fullmatch(name):
+        raise click.BadParameter(f"{text!r}: NAME must be letters, digits, '_', '-' or '.' (at most 32)")
+    spec = spec.strip()
+    if spec == "baseline":
+        return EvalConfig(name, baseline=True)
+    overrides: dict = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, value = part.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in CONFIG_KEYS or not value:
+            raise click.BadParameter(
+                f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(CONFIG_KEYS)}, or 'baseline'"
+            )
+        if key == "threshold":
+            try:
+                value = float(value)
+            except ValueError:
+                raise click.BadParameter(f"{text!r}: threshold must be a number, got {value!r}") from None
+        overrides[CONFIG_KEYS[key]] = Path(value) if key == "model" else value
+    return EvalConfig(name, overrides=overrides)
+
+
+def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
+    configs = [parse_config(v) for v in values]
+    names = [c.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise click.BadParameter(f"configuration names must be unique: {', '.join(duplicates)}")
+    return configs
+
+
+@click.command("eval")
+@click.option("--gold", "gold_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Gold JSONL: {id, text, expected: {Trade fields}, timestamp?, ambiguous?, multiple_trades?}.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N examples.")
+@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where eval.json, eval.md, eval.png and predictions.jsonl go (default runs/eval-<UTC time>).")
+@click.option("--baseline", is_flag=True, help="Evaluate the rule-based parser (no model) instead of the model.")
+@click.option("--config", "--compare", "configs", multiple=True, metavar="NAME:SPEC", callback=_parse_configs,
+              help="A named configuration; repeat it to compare several side by side. SPEC is 'baseline' or "
+                   "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold; empty SPEC = the "
+                   "options given on the command line.")
+@model_options
+def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, baseline: bool,
+                 configs: list[EvalConfig], **options) -> None:
+    """Score the parser against a gold file: per-field P/R/F1, exact match, flags, calibration, speed.
+
+    Prints a markdown table on stdout and writes eval.json (every number),
+    eval.md, eval.png (per-field F1 and calibration curve) and predictions.jsonl
+    (one line per message and configuration) to --out-dir.
+
+    \b
+    One configuration:
+      streamer eval --gold datasets/gold.jsonl                  # default model + adapter
+      streamer eval --gold datasets/gold.jsonl --adapter none   # the base model
+      streamer eval --gold datasets/gold.jsonl --baseline       # rules, no model
+    Compare mode, one column per --config (the model options above apply to
+    every model configuration, a --config's KEY=VALUE overrides them):
+      streamer eval --gold datasets/gold.jsonl --n-threads 2 \\
+        --config base:adapter=none --config tuned:adapter=bundled \\
+        --config fewshot:adapter=bundled,prompt=fewshot-v1 --config rules:baseline
+    """
+    from rich.console import Console
+
+    from streamer.evaluation.harness import GoldFileError, load_gold
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if baseline and configs:
+        raise click.UsageError("--baseline and --config do not mix; add --config NAME:baseline instead")
+    if baseline and given:
+        names = {"model_path": "model", "adapter_path": "adapter", "confidence_threshold": "threshold"}
+        flags = ", ".join("--" + names.get(k, k.replace("_", "-")) for k in given)
+        raise click.UsageError(f"--baseline runs no model; drop {flags}")
+    try:
+        examples = load_gold(gold_path, limit)
+    except GoldFileError as err:
+        raise click.ClickException(str(err)) from None
+    out_dir = out_dir or Path("runs") / f"eval-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise click.ClickException(f"cannot create {out_dir}: {err.strerror}") from None
+
+    console = Console(stderr=True)
+    runs = [_evaluate(config, examples, options, console)
+            for config in configs or [EvalConfig("baseline" if baseline else "model", baseline=baseline)]]
+    _write_outputs(runs, gold_path, out_dir, console)
+
+
+def _evaluate(config: EvalConfig, examples, options: dict, console):
+    from streamer.evaluation.baseline import BASELINE_VERSION, RuleBasedParser
+    from streamer.evaluation.harness import EvaluationRun, close_parser, run_parser
+
+    if config.baseline:
+        parser = RuleBasedParser()
+        description = {"kind": "rules", "version": BASELINE_VERSION, "sha256": parser.sha256}
+    else:
+        try:
+            settings = settings_from(**{**options, **config.overrides})
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise click.ClickException(f"configuration {config.name}: {first['loc'][0]}: {first['msg']}") from None
+        console.print(f"loading model for [bold]{config.name}[/bold]", highlight=False)
+        parser = load_parser(settings)
+        description = {
+            "kind": "llm", "model": parser.model.path.name, "model_sha256": parser.model.sha256,
+            "adapter": parser.adapter_id, "prompt_version": parser.prompt_version,
+            "confidence_threshold": settings.confidence_threshold,
+            "overrides": {k: str(v) for k, v in config.overrides.items()},
+        }
+    try:
+        predictions = run_parser(parser, examples, config.name, console)
+    finally:
+        close_parser(parser)
+    return EvaluationRun(config.name, description, predictions)
+
+
+def _write_outputs(runs, gold_path: Path, out_dir: Path, console) -> None:
+    from streamer.evaluation import report
+
+    markdown = report.markdown_report(runs, gold_path.name)
+    files = {"eval.json": out_dir / "eval.json", "eval.md": out_dir / "eval.md", "eval.png": out_dir / "eval.png",
+             "predictions": out_dir / "predictions.jsonl"}
+    report.write_json(files["eval.json"], report.report_payload(runs, gold_path, sys.argv))
+    files["eval.md"].write_text(markdown)
+    report.write_predictions(files["predictions"], runs)
+    n = runs[0].metrics["n"]
+    report.write_chart(files["eval.png"], runs, f"{gold_path.name}: {n} messages, {', '.join(r.name for r in runs)}")
+    click.echo(markdown)
+    errors = sum(p.error is not None for run in runs for p in run.predictions)
+    if errors:
+        console.print(f"[yellow]{errors} message(s) could not be parsed; scored as invalid output[/yellow]")
+    console.print(f"wrote {', '.join(str(p) for p in files.values())}", highlight=False)

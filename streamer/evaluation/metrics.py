@@ -1,0 +1,232 @@
+"""Scoring parser results against manual annotations: fields, messages, flags, calibration, speed.
+
+Field matching (is one field of one message right?):
+- numbers are equal within a relative 1e-9 (`math.isclose(rel_tol=1e-9, abs_tol=0)`),
+  so 1.2710 == 1.271 and 10000000 == 1e7;
+- strings are equal exactly, case included: gold is written in contract form and
+  predictions come out of `streamer.parsing.normalize`, so no further folding;
+- null equals null;
+- a field absent from an example's `expected` is not scored for that example (it is
+  in no count, no denominator).
+
+Per field a "positive" is a non-null value:
+- TP: predicted non-null and equal to a non-null gold value;
+- FP: predicted non-null and gold null or different;
+- FN: gold non-null and predicted null or different;
+- TN: both null.
+A wrong non-null value is therefore one FP and one FN. precision = TP/(TP+FP),
+recall = TP/(TP+FN), F1 = 2TP/(2TP+FP+FN), accuracy = (TP+TN)/scored; each is
+None when its denominator is 0. Micro scores sum TP/FP/FN over all fields;
+macro F1 is the mean of the defined per-field F1s.
+
+Per message:
+- valid output: the parser returned a readable trade (a `Trade`, or a
+  `LowConfidence` carrying one). Otherwise every field counts as predicted null
+  and the message is never an exact match.
+- exact match: every annotated field right.
+- flagged: the result went to review (`LowConfidence`). A flag is deserved when
+  the message is not an exact match, or gold marks it `ambiguous` or
+  `multiple_trades` (the parser is meant to send those to review whatever it
+  extracted). flag precision = deserved flags / flags; flag recall = deserved
+  flags / messages deserving a flag; silent error rate = messages published as a
+  `Trade` that are not exact matches / all messages (the costly failure).
+- calibration: the result's confidence against exact-match correctness; 10 equal
+  bins over [0, 1] (the last one includes 1.0); ECE = sum over bins of
+  n_bin/N * |accuracy_bin - mean confidence_bin|. Messages with no result (a
+  `ParseError`) have no confidence and are left out.
+- speed: latency p50/p95 of `provenance.latency_ms` (linear interpolation between
+  ranks, numpy's default); generated tokens per second = sum of
+  `generated_tokens` / sum of latency seconds, None when nothing was generated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from schemas import CONTRACT_FIELDS
+
+RELATIVE_TOLERANCE = 1e-9
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class EvalCase:
+    """One gold message and what a parser made of it, in plain values."""
+
+    expected: Mapping[str, object]
+    predicted: Mapping[str, object] | None  # None: no readable output
+    flagged: bool
+    confidence: float | None = None
+    ambiguous: bool = False
+    multiple_trades: bool = False
+    latency_ms: float | None = None
+    generated_tokens: int | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.predicted is not None
+
+    @property
+    def deserves_flag(self) -> bool:
+        return self.ambiguous or self.multiple_trades or not is_exact_match(self)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def values_match(gold: object, predicted: object) -> bool:
+    """The field-matching rule above: numbers within 1e-9 relative, strings exact, null == null."""
+    if gold is None or predicted is None:
+        return gold is None and predicted is None
+    if _is_number(gold) and _is_number(predicted):
+        return math.isclose(float(gold), float(predicted), rel_tol=RELATIVE_TOLERANCE, abs_tol=0.0)
+    if _is_number(gold) or _is_number(predicted):
+        return False
+    return type(gold) is type(predicted) and gold == predicted
+
+
+def predicted_value(case: EvalCase, name: str) -> object:
+    return None if case.predicted is None else case.predicted.get(name)
+
+
+def wrong_fields(case: EvalCase) -> list[str]:
+    """Annotated fields the prediction got wrong, in contract order."""
+    return [name for name in _scored_fields(case) if not values_match(case.expected[name], predicted_value(case, name))]
+
+
+def is_exact_match(case: EvalCase) -> bool:
+    return case.valid and not wrong_fields(case)
+
+
+def _scored_fields(case: EvalCase) -> list[str]:
+    return [name for name in CONTRACT_FIELDS if name in case.expected]
+
+
+@dataclass
+class FieldCounts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+    scored: int = 0
+
+    def add(self, gold: object, predicted: object) -> None:
+        self.scored += 1
+        if gold is None and predicted is None:
+            self.tn += 1
+        elif values_match(gold, predicted):
+            self.tp += 1
+        else:
+            self.fp += predicted is not None
+            self.fn += gold is not None
+
+    def scores(self) -> dict[str, float | int | None]:
+        return {
+            "tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn, "scored": self.scored,
+            "support": self.tp + self.fn,
+            "precision": _ratio(self.tp, self.tp + self.fp),
+            "recall": _ratio(self.tp, self.tp + self.fn),
+            "f1": _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn),
+            "accuracy": _ratio(self.tp + self.tn, self.scored),
+        }
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
+
+
+def field_counts(cases: Sequence[EvalCase]) -> dict[str, FieldCounts]:
+    """TP/FP/FN/TN per contract field, over the cases that annotate it."""
+    counts = {name: FieldCounts() for name in CONTRACT_FIELDS}
+    for case in cases:
+        for name in _scored_fields(case):
+            counts[name].add(case.expected[name], predicted_value(case, name))
+    return counts
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """q-th percentile (0-100), linear between closest ranks; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass
+class CalibrationBin:
+    lower: float
+    upper: float
+    count: int = 0
+    confidence_sum: float = 0.0
+    correct: int = 0
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "lower": self.lower, "upper": self.upper, "count": self.count,
+            "mean_confidence": _ratio(self.confidence_sum, self.count),
+            "accuracy": _ratio(self.correct, self.count),
+        }
+
+
+def reliability(pairs: Sequence[tuple[float, bool]], bins: int = CALIBRATION_BINS) -> tuple[list[dict], float | None]:
+    """(reliability table, expected calibration error) for (confidence, correct) pairs."""
+    table = [CalibrationBin(round(i / bins, 10), round((i + 1) / bins, 10)) for i in range(bins)]
+    for confidence, correct in pairs:
+        slot = table[min(int(confidence * bins), bins - 1)]
+        slot.count += 1
+        slot.confidence_sum += confidence
+        slot.correct += bool(correct)
+    total = len(pairs)
+    if not total:
+        return [b.as_dict() for b in table], None
+    ece = sum(b.count / total * abs(b.correct / b.count - b.confidence_sum / b.count) for b in table if b.count)
+    return [b.as_dict() for b in table], ece
+
+
+def summarize(cases: Sequence[EvalCase]) -> dict:
+    """Every number of one evaluation run, JSON-ready (see the module docstring for definitions)."""
+    n = len(cases)
+    counts = field_counts(cases)
+    per_field = {name: c.scores() for name, c in counts.items()}
+    total = FieldCounts(
+        tp=sum(c.tp for c in counts.values()), fp=sum(c.fp for c in counts.values()),
+        fn=sum(c.fn for c in counts.values()), tn=sum(c.tn for c in counts.values()),
+        scored=sum(c.scored for c in counts.values()),
+    ).scores()
+    defined_f1 = [s["f1"] for s in per_field.values() if s["f1"] is not None]
+
+    exact = [is_exact_match(c) for c in cases]
+    flagged = [c for c in cases if c.flagged]
+    deserving = [c for c in cases if c.deserves_flag]
+    deserved_flags = sum(c.deserves_flag for c in flagged)
+    silent = sum(1 for c, ok in zip(cases, exact) if not c.flagged and c.valid and not ok)
+
+    pairs = [(c.confidence, ok) for c, ok in zip(cases, exact) if c.confidence is not None]
+    table, ece = reliability(pairs)
+    latencies = [c.latency_ms for c in cases if c.latency_ms is not None]
+    generated = sum(c.generated_tokens or 0 for c in cases if c.latency_ms is not None)
+    seconds = sum(latencies) / 1000
+
+    return {
+        "n": n,
+        "fields": per_field,
+        "micro": {k: total[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1")},
+        "macro_f1": sum(defined_f1) / len(defined_f1) if defined_f1 else None,
+        "exact_match": _ratio(sum(exact), n),
+        "exact_match_count": sum(exact),
+        "valid_output_rate": _ratio(sum(c.valid for c in cases), n),
+        "flag_rate": _ratio(len(flagged), n),
+        "flag_precision": _ratio(deserved_flags, len(flagged)),
+        "flag_recall": _ratio(deserved_flags, len(deserving)),
+        "silent_error_rate": _ratio(silent, n),
+        "calibration": {"ece": ece, "n": len(pairs), "bins": table},
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                       "mean": _ratio(sum(latencies), len(latencies))},
+        "generated_tokens_per_s": _ratio(generated, seconds) if generated else None,
+    }

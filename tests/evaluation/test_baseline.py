@@ -1,0 +1,66 @@
+"""The rule-based baseline on clear messages: deterministic, same result types as Parser."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from schemas import ChatMessage, LowConfidence, Trade
+from streamer.evaluation.baseline import RuleBasedParser
+
+
+@pytest.fixture(scope="module")
+def rules() -> RuleBasedParser:
+    return RuleBasedParser()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("buy 10m cable 1w @ 1.2710",
+     dict(intent="order", side="buy", asset_class="fx_forward", symbol="GBPUSD", quantity=1e7, currency="GBP",
+          price=1.271, tenor="1W", order_type=None)),
+    ("2 way in 50 usdjpy 6m pls",
+     dict(intent="rfq", side="two_way", asset_class="fx_forward", symbol="USDJPY", quantity=5e7, tenor="6M")),
+    ("sell 200 AAPL lmt 187.5 for GS",
+     dict(intent="order", side="sell", asset_class="equity", symbol="AAPL", quantity=200, price=187.5,
+          order_type="limit", counterparty="GS", currency=None)),
+    ("eurusd 1.0848/50",
+     dict(intent="quote", side="two_way", asset_class="fx_spot", symbol="EURUSD", bid=1.0848, ask=1.085, price=None)),
+    ("cancel the 1w/1m eurusd swap",
+     dict(intent="cancel", asset_class="fx_swap", symbol="EURUSD", tenor="1M")),
+    ("sell 100 TYZ5 at 110-16", dict(intent="order", side="sell", asset_class="future", symbol="TYZ5", price=110.5)),
+    ("PAY 7Y SOFR 60MM AT MKT",
+     dict(intent="order", side="buy", asset_class="rates_swap", symbol="SOFR", quantity=6e7, tenor="7Y",
+          order_type="market")),
+    ("buy 2 btc", dict(intent="order", side="buy", asset_class="crypto", symbol="BTCUSD", quantity=2)),
+    ("need an offer in 15 kiwi", dict(intent="rfq", side="buy", asset_class="fx_spot", symbol="NZDUSD", quantity=1.5e7)),
+    ("cable looking heavy into the close", dict(intent="none", side=None, symbol=None, quantity=None)),
+    ("morning all", dict(intent="none", symbol=None)),
+])
+def test_clear_messages(rules, text, expected):
+    result = rules.parse(text)
+    assert isinstance(result, Trade), getattr(result, "reasons", None)
+    assert {k: getattr(result, k) for k in expected} == pytest.approx(expected)
+    assert result.confidence == 1.0
+    assert result.provenance.model == "rule-based-baseline"
+
+
+def test_value_date_resolves_against_the_message_timestamp(rules):
+    message = ChatMessage(text="buy 7m gbpusd value 31 march", timestamp=datetime(2026, 1, 5, tzinfo=timezone.utc))
+    result = rules.parse(message)
+    assert (result.asset_class, result.tenor) == ("fx_forward", "2026-03-31")
+
+
+def test_missing_required_field_goes_to_review(rules):
+    result = rules.parse("cancel")                      # a cancel needs nothing: published
+    assert isinstance(result, Trade) and result.intent == "cancel"
+    result = rules.parse("buy cable")                   # an order without a quantity: flagged, with the reason
+    assert isinstance(result, LowConfidence)
+    assert result.confidence == 0.0 and result.trade.symbol == "GBPUSD"
+    assert [(r.code, r.field) for r in result.reasons] == [("missing_required_field", "quantity")]
+
+
+def test_deterministic(rules):
+    text = "usdbrl 3m ndf pricing in 15 please"
+    first, second = rules.parse(text), rules.parse(text)
+    assert first.model_dump(exclude={"provenance"}) == second.model_dump(exclude={"provenance"})
