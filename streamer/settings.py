@@ -1,7 +1,8 @@
 """All settings in one typed place.
 
 Every value can come from the environment (prefix `STREAMER_`, e.g.
-`STREAMER_MODEL_PATH`, `STREAMER_BROKER_URL`) or from CLI flags, which build a
+`STREAMER_MODEL_PATH`, `STREAMER_BROKER_URL`; an empty variable, as compose
+passes an unset one, means the default) or from CLI flags, which build a
 `Settings` with overrides. Modules receive a `Settings`; none reads os.environ.
 """
 
@@ -9,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMER_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STREAMER_", extra="ignore", env_ignore_empty=True)
 
     # --- parser -----------------------------------------------------------
     model_path: Path | None = Field(default=None, description="GGUF model file; empty = the bundled SmolLM2-135M.")
@@ -47,9 +48,3 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")
-
-    @field_validator("model_path", "n_threads", "prompt_version", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value):
-        """`STREAMER_MODEL_PATH=` (as compose passes an unset variable) means the default, not `Path('.')`."""
-        return None if isinstance(value, str) and not value.strip() else value
