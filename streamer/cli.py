@@ -161,3 +161,4 @@ from streamer.replay_commands import diff as _diff, replay as _replay, reprocess
 from streamer.data.commands import data as _data  # noqa: E402
 
 main.add_command(_data)
+from streamer.finetune.commands import finetune as _finetune; main.add_command(_finetune)  # noqa: E402,E702
