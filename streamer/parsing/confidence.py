@@ -62,12 +62,20 @@ def span_probabilities(
     return probs
 
 
-def field_confidence(intent: str, extraction_probs: dict[str, float], failed_fields: set[str]) -> dict[str, float]:
-    """Per contract field; `none` messages are scored on the intent alone."""
+def field_confidence(
+    intent: str, extraction_probs: dict[str, float], failed_fields: set[str],
+    derived_from: dict[str, tuple[str, ...]] | None = None,
+) -> dict[str, float]:
+    """Per contract field; `none` messages are scored on the intent alone.
+
+    A field the normalizer decided from other fields (FX asset class from the
+    pair, spot/forward from the tenor) scores the tokens of those fields.
+    """
     fields = ("intent",) if intent == "none" else CONTRACT_FIELDS
+    sources_of = {**_DERIVED_FROM, **(derived_from or {})}
     scores: dict[str, float] = {}
     for name in fields:
-        sources = _DERIVED_FROM.get(name, (name,))
+        sources = sources_of.get(name, (name,))
         known = [extraction_probs[s] for s in sources if s in extraction_probs]
         score = min(known) if known else 0.0
         scores[name] = 0.0 if name in failed_fields else round(score, 4)

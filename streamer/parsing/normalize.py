@@ -404,6 +404,28 @@ class Normalized:
 
     fields: dict[str, object]
     reasons: list[tuple[str, str | None, str]] = field(default_factory=list)  # (code, field, detail)
+    # Contract fields decided by other extraction fields than their own: field -> sources.
+    derived_from: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+SPOT_TENORS = frozenset({None, "SPOT", "TOM", "TN", "ON"})
+
+
+def implied_asset_class(symbol_span: str) -> str | None:
+    """What the instrument itself says: 'cable' or 'eur/usd' is FX, 'btc' is crypto.
+
+    Only unambiguous names count: FX slang and six-letter ISO pairs, crypto names.
+    """
+    key = _plain(_squash(symbol_span).strip(".,!?:;"))
+    letters = re.sub(r"\b(vs|v|versus|against)\b", "", key)
+    letters = re.sub(r"[^a-z]", "", letters).upper()
+    if key in FX_SLANG or (len(letters) == 6 and letters[:3] in ISO_CURRENCIES and letters[3:] in ISO_CURRENCIES
+                           and letters[:3] != letters[3:]):
+        return "fx"
+    words = re.split(r"[\s/\-:]+", key)
+    if words and words[0] in CRYPTO_NAMES and words[0] not in ("usdt", "usdc"):
+        return "crypto"
+    return None
 
 
 def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
@@ -420,6 +442,12 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
         return Normalized(out, reasons)
     for name in ("side", "asset_class", "order_type"):
         out[name] = raw.get(name)
+    derived: dict[str, tuple[str, ...]] = {}
+    implied = implied_asset_class(raw["symbol"]) if raw.get("symbol") else None
+    if implied == "fx" and out["asset_class"] not in FX_CLASSES:
+        out["asset_class"], derived["asset_class"] = "fx_spot", ("symbol",)
+    elif implied == "crypto" and out["asset_class"] != "crypto":
+        out["asset_class"], derived["asset_class"] = "crypto", ("symbol",)
     asset_class = out["asset_class"]
 
     for name in SPAN_FIELDS:
@@ -444,6 +472,11 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
     out["price"] = attempt("price", normalize_price)
     out["tenor"] = attempt("tenor", normalize_tenor, reference)
+    if asset_class in ("fx_spot", "fx_forward"):  # spot or forward is a matter of the value date
+        by_tenor = "fx_spot" if out["tenor"] in SPOT_TENORS else "fx_forward"
+        if by_tenor != asset_class:
+            out["asset_class"] = by_tenor
+            derived["asset_class"] = derived.get("asset_class", ("asset_class",)) + ("tenor",)
     if raw.get("counterparty"):
         out["counterparty"] = raw["counterparty"].strip()
 
@@ -468,4 +501,4 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
 
     if out["side"] is None and intent in ("rfq", "quote"):
         out["side"] = "two_way"
-    return Normalized(out, reasons)
+    return Normalized(out, reasons, derived)

@@ -149,7 +149,7 @@ class Parser:
 
         probs = confidence.span_probabilities(ranges, logprobs, confidence.value_spans(output, EXTRACTION_FIELDS))
         failed = {r.field for r in reasons if r.field}
-        scores = confidence.field_confidence(values["intent"], probs, failed)
+        scores = confidence.field_confidence(values["intent"], probs, failed, normalized.derived_from)
         if extraction.multiple_trades:
             scores["multiple_trades"] = 0.0
         reasons += confidence.low_confidence_reasons(scores, threshold, failed)

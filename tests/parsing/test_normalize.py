@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from streamer.parsing.normalize import (
-    NormalizationError, is_grounded, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
+    NormalizationError, implied_asset_class, is_grounded, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
     normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency,
 )
 
@@ -183,3 +183,26 @@ def test_normalize_extraction(changes, text, fields, reasons):
     for name, value in fields.items():
         assert result.fields[name] == (pytest.approx(value) if isinstance(value, float) else value)
     assert [(code, field) for code, field, _ in result.reasons] == reasons
+
+
+@pytest.mark.parametrize("span, expected", [
+    ("cable", "fx"), ("FIBER", "fx"), ("eur/nok", "fx"), ("usd jpy", "fx"), ("sol", "crypto"), ("BTC/USDT", "crypto"),
+    ("aapl", None), ("ust 10y", None), ("eur", None), ("usdt", None), ("gold", None),
+])
+def test_implied_asset_class(span, expected):
+    assert implied_asset_class(span) == expected
+
+
+@pytest.mark.parametrize("changes, asset_class, derived", [
+    ({"asset_class": "bond", "symbol": "cable", "tenor": None}, "fx_spot", ("symbol",)),
+    ({"asset_class": "equity", "symbol": "cable", "tenor": "1w"}, "fx_forward", ("symbol", "tenor")),
+    ({"asset_class": "fx_forward", "tenor": None}, "fx_spot", ("asset_class", "tenor")),
+    ({"asset_class": "fx_spot", "tenor": "1w"}, "fx_forward", ("asset_class", "tenor")),
+    ({"asset_class": "fx_forward", "tenor": "1w"}, "fx_forward", None),
+    ({"asset_class": "fx_swap", "tenor": "1w"}, "fx_swap", None),
+    ({"asset_class": "commodity", "symbol": "btc", "tenor": None, "quantity": "10"}, "crypto", ("symbol",)),
+])
+def test_asset_class_follows_the_instrument_and_value_date(changes, asset_class, derived):
+    result = normalize_extraction({**RAW, **changes}, "buy 10m cable btc 1w @ 1.2710", REF)
+    assert result.fields["asset_class"] == asset_class
+    assert result.derived_from.get("asset_class") == derived
