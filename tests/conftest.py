@@ -20,6 +20,14 @@ def default_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
+def base_parser(base_settings):
+    """The untuned model with the few-shot prompt (a long shared prefix)."""
+    from streamer.parsing import Parser
+
+    return Parser(base_settings)
+
+
+@pytest.fixture(scope="session")
 def default_parser(default_settings):
     from streamer.parsing import Parser
 

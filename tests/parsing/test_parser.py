@@ -21,14 +21,22 @@ def test_result_is_contract_valid(default_parser, text):
     assert result.provenance.generated_tokens > 0
 
 
-def test_prompt_prefix_comes_from_the_kv_cache(default_parser):
+@pytest.mark.parametrize("which", ["base_parser", "default_parser"])
+def test_prompt_prefix_comes_from_the_kv_cache(request, which):
     """Per message llama.cpp evaluates about the message's own tokens, not the whole prompt."""
-    llm = default_parser.model.llm
+    parser = request.getfixturevalue(which)
+    llm = parser.model.llm
     for text in MESSAGES:
-        result = default_parser.parse(text)
-        own = len(llm.tokenize(text.encode(), add_bos=False, special=False)) + len(default_parser._suffix_tokens)
+        result = parser.parse(text)
+        own = len(llm.tokenize(text.encode(), add_bos=False, special=False)) + len(parser._suffix_tokens)
         assert result.provenance.prompt_tokens_evaluated <= own + 1
-        assert result.provenance.prompt_tokens_evaluated < default_parser.prefix_token_count
+
+
+def test_few_shot_prefix_is_long_but_not_re_evaluated(base_parser):
+    """The few-shot prompt is hundreds of tokens; a message costs a few dozen."""
+    assert base_parser.prompt_version == "fewshot-v1" and base_parser.prefix_token_count > 300
+    result = base_parser.parse(MESSAGES[0])
+    assert result.provenance.prompt_tokens_evaluated < base_parser.prefix_token_count / 10
 
 
 def test_message_longer_than_context_is_refused(default_parser):
