@@ -36,7 +36,7 @@ ADAPTER_ID_DEFAULT = "smollm2-135m-trades"
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help="Training precision; auto = bf16 autocast where the hardware has bf16 matmuls.")
 @click.option("--torch-threads", type=click.IntRange(min=1), default=None,
-              help="PyTorch CPU threads (default: 1 when the machine is busy, else all cores).")
+              help="PyTorch CPU threads (default: all cores but one).")
 @click.option("--adapter-id", default=ADAPTER_ID_DEFAULT, show_default=True, help="Id written to the adapter card.")
 @click.option("--parity-messages", type=click.IntRange(min=0), default=4, show_default=True,
               help="Dev messages for the PyTorch vs llama.cpp parity check (0 = skip).")

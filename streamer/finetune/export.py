@@ -81,6 +81,24 @@ def lora_weights(peft_model) -> LoraWeights:
     return LoraWeights(alpha=float(config.lora_alpha), rank=int(config.r), pairs=pairs)
 
 
+def read_adapter_gguf(path: Path) -> LoraWeights:
+    """The A/B matrices of a llama.cpp LoRA adapter file (e.g. the shipped one), for merging."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(str(path))
+    if reader.fields.get("general.type") is None or reader.fields["general.type"].contents() != "adapter":
+        raise ExportError(f"{path} is not a GGUF LoRA adapter")
+    halves: dict[str, dict[str, object]] = {}
+    for tensor in reader.tensors:
+        base, _, half = tensor.name.rpartition(".lora_")
+        shape = [int(n) for n in reversed(tensor.shape)]
+        halves.setdefault(base, {})[half] = np.asarray(tensor.data, dtype=np.float32).reshape(shape)
+    rank = next(iter(halves.values()))["a"].shape[0]
+    alpha = float(reader.fields["adapter.lora.alpha"].contents())
+    return LoraWeights(alpha=alpha, rank=rank, pairs={n: (ab["a"], ab["b"]) for n, ab in halves.items()})
+
+
 def write_adapter_gguf(weights: LoraWeights, path: Path, base_name: str, dtype: str = "f16") -> None:
     """The llama.cpp LoRA adapter file: general.type=adapter, adapter.type=lora, alpha, `<tensor>.lora_a/.lora_b`."""
     import gguf
