@@ -22,14 +22,14 @@ SPLITS: tuple[str, ...] = ("train", "dev", "test")
 NEAR_DUPLICATE_JACCARD = 0.8
 
 
-class DatasetError(Exception):
+class DatasetError(ValueError):
     """A dataset file that cannot be used; the message names the file (and line)."""
 
 
 # --- JSONL ---------------------------------------------------------------------------
 
 
-def _numbered_records(path: str | Path) -> list[tuple[int, dict]]:
+def numbered_records(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, record) for each non-blank line; each must be a JSON object."""
     try:
         data = Path(path).read_bytes()
@@ -55,13 +55,13 @@ def _numbered_records(path: str | Path) -> list[tuple[int, dict]]:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Records of a JSONL file; blank lines are skipped, anything else must be a JSON object."""
-    return [record for _, record in _numbered_records(path)]
+    return [record for _, record in numbered_records(path)]
 
 
 def read_texts(path: str | Path) -> list[tuple[str, dict]]:
     """('path:line', record) for records that must carry a string `text` (splits, contamination)."""
     located = []
-    for number, record in _numbered_records(path):
+    for number, record in numbered_records(path):
         if not isinstance(record.get("text"), str):
             raise DatasetError(f"{path}:{number}: record has no string 'text'")
         located.append((f"{path}:{number}", record))

@@ -19,7 +19,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import orjson
 
 from streamer.finetune.targets import build_targets
 from streamer.parsing.prompt import PROMPTS, render_prompt
@@ -67,19 +66,14 @@ class TrainResult:
 
 
 def read_records(path: Path) -> list[dict]:
-    """JSONL records; raises ValueError naming the first bad line (file:line)."""
+    """Annotated JSONL records; raises ValueError naming the first bad line (file:line)."""
+    from streamer.data.manage import numbered_records
+
     records = []
-    with path.open("rb") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: invalid JSON ({str(err).splitlines()[0]})") from None
-            if not isinstance(record, dict) or "text" not in record or "expected" not in record:
-                raise ValueError(f"{path}:{number}: not an annotated record (needs 'text' and 'expected')")
-            records.append(record)
+    for number, record in numbered_records(path):
+        if "text" not in record or "expected" not in record:
+            raise ValueError(f"{path}:{number}: not an annotated record (needs 'text' and 'expected')")
+        records.append(record)
     return records
 
 
