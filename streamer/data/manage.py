@@ -46,7 +46,7 @@ def numbered_records(path: str | Path) -> list[tuple[int, dict]]:
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as err:
-            raise DatasetError(f"{path}:{number}: bad JSON ({err})") from None
+            raise DatasetError(f"{path}:{number}: invalid JSON ({err})") from None
         if not isinstance(record, dict):
             raise DatasetError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         records.append((number, record))

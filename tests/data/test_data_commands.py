@@ -94,15 +94,15 @@ def _good(tmp_path):
 
 @pytest.mark.parametrize("make_args, message", [
     (lambda d: ["split", d / "missing.jsonl", "--out-dir", d / "o"], "missing.jsonl: no such file"),
-    (lambda d: ["split", _bad_json(d), "--out-dir", d / "o"], "bad.jsonl:2: bad JSON"),
+    (lambda d: ["split", _bad_json(d), "--out-dir", d / "o"], "bad.jsonl:2: invalid JSON"),
     (lambda d: ["split", _no_text(d), "--out-dir", d / "o"], "notext.jsonl:3: record has no string 'text'"),
     (lambda d: ["split", d, "--out-dir", d / "o"], "is a directory"),
     (lambda d: ["split", _good(d), "--out-dir", d / "o", "--dev", "0.7", "--test", "0.5"],
      "--dev + --test must be at most 1"),
     (lambda d: ["check", "--train", _good(d), "--test", d / "missing.jsonl"], "missing.jsonl: no such file"),
-    (lambda d: ["check", "--train", _bad_json(d), "--test", _good(d)], "bad.jsonl:2: bad JSON"),
+    (lambda d: ["check", "--train", _bad_json(d), "--test", _good(d)], "bad.jsonl:2: invalid JSON"),
     (lambda d: ["manifest", _good(d), d / "missing.jsonl", "--out", d / "m.json"], "missing.jsonl: no such file"),
-    (lambda d: ["manifest", _bad_json(d), "--out", d / "m.json"], "bad.jsonl:2: bad JSON"),
+    (lambda d: ["manifest", _bad_json(d), "--out", d / "m.json"], "bad.jsonl:2: invalid JSON"),
     (lambda d: ["manifest", _good(d), "--out", d], "cannot write"),
     (lambda d: ["synth", "--n", "3", "--out", d], "is a directory"),
 ])

@@ -36,7 +36,7 @@ def test_jsonl_round_trip_keeps_unicode(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (None, "no such file"),
-    (b'{"text": "a"}\n{"text": \n', ":2: bad JSON"),
+    (b'{"text": "a"}\n{"text": \n', ":2: invalid JSON"),
     (b'{"text": "a"}\n\n[1, 2]\n', ":3: expected a JSON object, got list"),
     (b'"just a string"\n', ":1: expected a JSON object, got str"),
 ])

@@ -119,5 +119,6 @@ def test_bad_input_is_a_one_line_error(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "buy 10m cable", "expected": {"intent": "order"}}\nnot json\n')
     result = CliRunner().invoke(main, ["finetune", "--train", str(bad), "--dev", str(bad), "--out", str(tmp_path / "o")])
-    assert result.exit_code != 0 and result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 1
     assert "bad.jsonl:2: invalid JSON" in result.output
+    assert result.output.count("\n") == 1
