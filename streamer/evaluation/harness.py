@@ -113,6 +113,8 @@ class Prediction:
             multiple_trades=self.example.multiple_trades,
             latency_ms=provenance.latency_ms if provenance else None,
             generated_tokens=provenance.generated_tokens if provenance else None,
+            flagged_for_reason=result is None or (
+                isinstance(result, LowConfidence) and any(r.code != "low_confidence" for r in result.reasons)),
         )
 
     def record(self, config: str) -> dict:

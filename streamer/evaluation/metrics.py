@@ -34,6 +34,10 @@ Per message:
   bins over [0, 1] (the last one includes 1.0); ECE = sum over bins of
   n_bin/N * |accuracy_bin - mean confidence_bin|. Messages with no result (a
   `ParseError`) have no confidence and are left out.
+- threshold sweep: the flag numbers had `confidence_threshold` been t instead,
+  for t = 0.0, 0.1, ..., 0.9. At t a message goes to review when it was flagged
+  for a named reason other than low confidence (those do not depend on t), or
+  had no result, or its confidence is below t: the parser's own rule.
 - speed: latency p50/p95 of `provenance.latency_ms` (linear interpolation between
   ranks, numpy's default); generated tokens per second = sum of
   `generated_tokens` / sum of latency seconds, None when nothing was generated.
@@ -49,6 +53,7 @@ from schemas import CONTRACT_FIELDS
 
 RELATIVE_TOLERANCE = 1e-9
 CALIBRATION_BINS = 10
+SWEEP_THRESHOLDS = tuple(i / 10 for i in range(10))
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class EvalCase:
     multiple_trades: bool = False
     latency_ms: float | None = None
     generated_tokens: int | None = None
+    flagged_for_reason: bool = False  # a named reason besides low confidence, or no result: flagged at any threshold
 
     @property
     def valid(self) -> bool:
@@ -189,6 +195,28 @@ def reliability(pairs: Sequence[tuple[float, bool]], bins: int = CALIBRATION_BIN
     return [b.as_dict() for b in table], ece
 
 
+def flag_scores(cases: Sequence[EvalCase], flagged: Sequence[bool]) -> dict[str, float | None]:
+    """flag rate / precision / recall and silent error rate for one choice of which cases go to review."""
+    n = len(cases)
+    deserved = sum(c.deserves_flag for c, f in zip(cases, flagged) if f)
+    silent = sum(1 for c, f in zip(cases, flagged) if not f and c.valid and not is_exact_match(c))
+    return {
+        "flag_rate": _ratio(sum(flagged), n),
+        "flag_precision": _ratio(deserved, sum(flagged)),
+        "flag_recall": _ratio(deserved, sum(c.deserves_flag for c in cases)),
+        "silent_error_rate": _ratio(silent, n),
+    }
+
+
+def threshold_sweep(cases: Sequence[EvalCase], thresholds: Sequence[float] = SWEEP_THRESHOLDS) -> list[dict]:
+    """Flag scores had the confidence threshold been each t (see the module docstring)."""
+    rows = []
+    for t in thresholds:
+        flagged = [c.flagged_for_reason or c.confidence is None or c.confidence < t for c in cases]
+        rows.append({"threshold": t, **flag_scores(cases, flagged)})
+    return rows
+
+
 def summarize(cases: Sequence[EvalCase]) -> dict:
     """Every number of one evaluation run, JSON-ready (see the module docstring for definitions)."""
     n = len(cases)
@@ -202,10 +230,7 @@ def summarize(cases: Sequence[EvalCase]) -> dict:
     defined_f1 = [s["f1"] for s in per_field.values() if s["f1"] is not None]
 
     exact = [is_exact_match(c) for c in cases]
-    flagged = [c for c in cases if c.flagged]
-    deserving = [c for c in cases if c.deserves_flag]
-    deserved_flags = sum(c.deserves_flag for c in flagged)
-    silent = sum(1 for c, ok in zip(cases, exact) if not c.flagged and c.valid and not ok)
+    flags = flag_scores(cases, [c.flagged for c in cases])
 
     pairs = [(c.confidence, ok) for c, ok in zip(cases, exact) if c.confidence is not None]
     table, ece = reliability(pairs)
@@ -221,11 +246,9 @@ def summarize(cases: Sequence[EvalCase]) -> dict:
         "exact_match": _ratio(sum(exact), n),
         "exact_match_count": sum(exact),
         "valid_output_rate": _ratio(sum(c.valid for c in cases), n),
-        "flag_rate": _ratio(len(flagged), n),
-        "flag_precision": _ratio(deserved_flags, len(flagged)),
-        "flag_recall": _ratio(deserved_flags, len(deserving)),
-        "silent_error_rate": _ratio(silent, n),
+        **flags,
         "calibration": {"ece": ece, "n": len(pairs), "bins": table},
+        "threshold_sweep": threshold_sweep(cases),
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
                        "mean": _ratio(sum(latencies), len(latencies))},
         "generated_tokens_per_s": _ratio(generated, seconds) if generated else None,

@@ -67,6 +67,11 @@ def markdown_report(runs: Sequence[EvaluationRun], gold_label: str) -> str:
         rows = [[f"{b['lower']:.1f}–{b['upper']:.1f}", str(b["count"]), f1(b["mean_confidence"]), _pct(b["accuracy"])]
                 for b in bins]
         lines += _table(["confidence", "messages", "mean confidence", "exact match"], rows) + [""]
+        rows = [[f"{r['threshold']:.1f}", _pct(r["flag_rate"]), _pct(r["flag_precision"]), _pct(r["flag_recall"]),
+                 _pct(r["silent_error_rate"])] for r in runs[0].metrics.get("threshold_sweep", [])]
+        if rows:
+            lines += ["What another `--threshold` would flag (same predictions):", ""]
+            lines += _table(["threshold", "flag rate", "flag precision", "flag recall", "silent errors"], rows) + [""]
     else:
         support = runs[0].metrics["fields"]
         rows = [[name, str(support[name]["support"])] + [f1(run.metrics["fields"][name]["f1"]) for run in runs]

@@ -240,12 +240,16 @@ def train_lora(model, train_examples, dev_examples, config: TrainConfig, device:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
 
-    def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
+    def lr_at(step: int) -> float:
+        """Linear warm-up, then cosine decay to 10% over whichever budget (steps or --time-limit) ends first."""
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         progress_frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        if config.time_limit_s:
+            progress_frac = max(progress_frac, (time.perf_counter() - started) / config.time_limit_s)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_frac)))
 
+    started = time.perf_counter()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     bf16 = use_bf16(config.precision, device)
     result = TrainResult(
@@ -255,7 +259,6 @@ def train_lora(model, train_examples, dev_examples, config: TrainConfig, device:
     order: list[int] = []
     best_state = None
     task = progress.add_task("training", total=config.steps, loss="", dev="") if progress else None
-    started = time.perf_counter()
     model.train()
 
     def evaluate(step: int) -> None:
@@ -269,6 +272,12 @@ def train_lora(model, train_examples, dev_examples, config: TrainConfig, device:
             result.best_dev_loss, result.best_step, best_state = loss, step, _trainable_state(model)
         if progress:
             progress.update(task, dev=f"dev {loss:.4f} (best {result.best_dev_loss:.4f} @ {result.best_step})")
+            if not progress.console.is_terminal:  # logs and CI: a line per evaluation instead of a live bar
+                recent = result.history["train_loss"][-config.eval_every:]
+                train = f"train loss {sum(recent) / len(recent):.4f}, " if recent else ""
+                progress.console.print(
+                    f"step {step}/{config.steps}: {train}dev loss {loss:.4f} (best {result.best_dev_loss:.4f} "
+                    f"@ {result.best_step}), {time.perf_counter() - started:.0f} s", highlight=False)
 
     evaluate(0)
     for step in range(1, config.steps + 1):

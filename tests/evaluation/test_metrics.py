@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamer.evaluation.metrics import (
-    EvalCase, field_counts, is_exact_match, percentile, reliability, summarize, values_match, wrong_fields,
+    EvalCase, field_counts, is_exact_match, percentile, reliability, summarize, threshold_sweep, values_match,
+    wrong_fields,
 )
 
 
@@ -89,6 +90,35 @@ def test_flag_metrics():
     assert m["flag_recall"] == pytest.approx(3 / 5)
     assert m["silent_error_rate"] == pytest.approx(2 / 7)
     assert m["valid_output_rate"] == pytest.approx(6 / 7)
+
+
+# (confidence, right?, flagged for a named reason): the sweep re-decides only the confidence part.
+SWEEP_CASES = [
+    _case({"intent": "none"}, {"intent": "none"}, confidence=0.95),
+    _case({"intent": "none"}, {"intent": "none"}, confidence=0.35),
+    _case({"intent": "none"}, {"intent": "order"}, confidence=0.25),
+    _case({"intent": "none"}, {"intent": "order"}, confidence=0.75),
+    _case({"intent": "none"}, {"intent": "order"}, flagged=True, confidence=0.9, flagged_for_reason=True),
+    _case({"intent": "none"}, None, flagged=True),
+]
+
+
+@pytest.mark.parametrize("threshold, flag_rate, flag_precision, flag_recall, silent", [
+    (0.0, 2 / 6, 2 / 2, 2 / 4, 2 / 6),
+    (0.3, 3 / 6, 3 / 3, 3 / 4, 1 / 6),
+    (0.4, 4 / 6, 3 / 4, 3 / 4, 1 / 6),
+    (0.8, 5 / 6, 4 / 5, 4 / 4, 0.0),
+    (0.9, 5 / 6, 4 / 5, 4 / 4, 0.0),
+])
+def test_threshold_sweep(threshold, flag_rate, flag_precision, flag_recall, silent):
+    (row,) = threshold_sweep(SWEEP_CASES, [threshold])
+    assert row == pytest.approx({"threshold": threshold, "flag_rate": flag_rate, "flag_precision": flag_precision,
+                                 "flag_recall": flag_recall, "silent_error_rate": silent})
+
+
+def test_summary_carries_the_sweep_at_every_tenth():
+    sweep = summarize(SWEEP_CASES)["threshold_sweep"]
+    assert [r["threshold"] for r in sweep] == pytest.approx([i / 10 for i in range(10)])
 
 
 def test_multiple_trades_deserves_a_flag_even_when_the_first_trade_is_right():
