@@ -42,6 +42,7 @@ ReasonCode = Literal[
     "non_positive_quantity",
     "multiple_trades",         # one message, several trades: not supported yet
     "invalid_model_output",    # generation ended without a complete object
+    "rules_disagree",          # the rule-based cross-check reads this field differently
 ]
 
 DeadLetterReason = Literal[

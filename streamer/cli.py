@@ -28,6 +28,8 @@ def model_options(fn):
         click.option("--prompt-version", default=None, help="Force a prompt version (fewshot-v1, tuned-v1)."),
         click.option("--threshold", "confidence_threshold", type=float, default=None,
                      help="Confidence below which results go to review."),
+        click.option("--cross-check/--no-cross-check", "rules_cross_check", default=None,
+                     help="Review results the rule-based parser reads differently (default on; env STREAMER_RULES_CROSS_CHECK)."),
         click.option("--n-gpu-layers", type=int, default=None, help="Layers to offload to a GPU (-1 = all)."),
         click.option("--n-threads", type=int, default=None, help="CPU threads for llama.cpp."),
     ]):

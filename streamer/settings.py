@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_tokens: int = Field(default=160, description="Cap on generated tokens per message.")
     confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Below this a result goes to review.")
     prompt_version: str | None = Field(default=None, description="Force a prompt version; empty = the adapter's, else few-shot.")
+    rules_cross_check: bool = Field(
+        default=True,
+        description="Send a result to review when the rule-based parser reads a field differently (a second opinion, ~0.2 ms).",
+    )
 
     # --- stream -----------------------------------------------------------
     broker_url: str = "kafka://localhost:9092"

@@ -15,7 +15,8 @@ from streamer.cli import load_parser, model_options, settings_from
 
 # --config keys and the Settings field each one sets.
 CONFIG_KEYS = {"model": "model_path", "adapter": "adapter_path", "prompt": "prompt_version",
-               "threshold": "confidence_threshold"}
+               "threshold": "confidence_threshold", "cross_check": "rules_cross_check"}
+_SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
@@ -29,7 +30,7 @@ class EvalConfig:
 
 
 def parse_config(text: str) -> EvalConfig:
-    """'tuned:adapter=bundled,threshold=0.6' | 'rules:baseline' | 'default' (no overrides)."""
+    """'tuned:adapter=bundled,threshold=0.6,cross_check=off' | 'rules:baseline' | 'default' (no overrides)."""
     name, _, spec = text.partition(":")
     if not _CONFIG_NAME.fullmatch(name):
         raise click.BadParameter(f"{text!r}: NAME must be letters, digits, '_', '-' or '.' (at most 32)")
@@ -49,6 +50,10 @@ def parse_config(text: str) -> EvalConfig:
                 value = float(value)
             except ValueError:
                 raise click.BadParameter(f"{text!r}: threshold must be a number, got {value!r}") from None
+        if key == "cross_check":
+            if value.lower() not in _SWITCH:
+                raise click.BadParameter(f"{text!r}: cross_check must be on or off, got {value!r}")
+            value = _SWITCH[value.lower()]
         overrides[CONFIG_KEYS[key]] = Path(value) if key == "model" else value
     return EvalConfig(name, overrides=overrides)
 
@@ -71,7 +76,7 @@ def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
 @click.option("--baseline", is_flag=True, help="Evaluate the rule-based parser (no model) instead of the model.")
 @click.option("--config", "--compare", "configs", multiple=True, metavar="NAME:SPEC", callback=_parse_configs,
               help="A named configuration; repeat it to compare several side by side. SPEC is 'baseline' or "
-                   "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold; empty SPEC = the "
+                   "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold, cross_check (on|off); empty SPEC = the "
                    "options given on the command line.")
 @model_options
 def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, baseline: bool,
@@ -101,7 +106,8 @@ def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, basel
     if baseline and configs:
         raise click.UsageError("--baseline and --config do not mix; add --config NAME:baseline instead")
     if baseline and given:
-        names = {"model_path": "model", "adapter_path": "adapter", "confidence_threshold": "threshold"}
+        names = {"model_path": "model", "adapter_path": "adapter", "confidence_threshold": "threshold",
+                 "rules_cross_check": "cross-check"}
         flags = ", ".join("--" + names.get(k, k.replace("_", "-")) for k in given)
         raise click.UsageError(f"--baseline runs no model; drop {flags}")
     try:
@@ -121,7 +127,7 @@ def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, basel
 
 
 def _evaluate(config: EvalConfig, examples, options: dict, console):
-    from streamer.evaluation.baseline import BASELINE_VERSION, RuleBasedParser
+    from streamer.parsing.rules import BASELINE_VERSION, RuleBasedParser
     from streamer.evaluation.harness import EvaluationRun, close_parser, run_parser
 
     if config.baseline:
@@ -138,7 +144,7 @@ def _evaluate(config: EvalConfig, examples, options: dict, console):
         description = {
             "kind": "llm", "model": parser.model.path.name, "model_sha256": parser.model.sha256,
             "adapter": parser.adapter_id, "prompt_version": parser.prompt_version,
-            "confidence_threshold": settings.confidence_threshold,
+            "confidence_threshold": settings.confidence_threshold, "rules_cross_check": settings.rules_cross_check,
             "overrides": {k: str(v) for k, v in config.overrides.items()},
         }
     try:

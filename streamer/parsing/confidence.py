@@ -6,11 +6,15 @@ the normalizer (ungrounded spans, unknown pairs, unparseable values), fields an
 intent requires but lacks, and several trades in one message are named
 reasons; a field with a problem scores 0. The overall confidence is the lowest
 field score, and anything under the threshold, or with a reason, goes to review.
+A second opinion (the rule-based parser) that reads a field differently is a
+problem too (`rules_disagree`): token probabilities of a small model are
+over-confident on its systematic mistakes, and the rules make different ones.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 from schemas import CONTRACT_FIELDS, Reason
 
@@ -101,3 +105,19 @@ def low_confidence_reasons(scores: dict[str, float], threshold: float, already: 
     ]
 
 
+
+
+def _same_value(a: object, b: object) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def disagreements(values: Mapping[str, object], second: Mapping[str, object]) -> list[Reason]:
+    """`rules_disagree` per field the second opinion reads differently; a different intent is one reason."""
+    def reason(name: str) -> Reason:
+        return Reason(code="rules_disagree", field=name, detail=f"model {values.get(name)!r}, rules {second.get(name)!r}")
+
+    if values.get("intent") != second.get("intent"):
+        return [reason("intent")]
+    return [reason(name) for name in CONTRACT_FIELDS if not _same_value(values.get(name), second.get(name))]

@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import ChatMessage, LowConfidence, ParseResult, Provenance, Reason, SourcePosition, Trade
-from streamer.parsing import confidence
+from streamer.parsing import confidence, rules
 from streamer.parsing.grammar import EXTRACTION_FIELDS, Extraction, build_gbnf
 from streamer.parsing.model import LoadedModel, load_model
 from streamer.parsing.normalize import normalize_extraction
@@ -146,6 +146,10 @@ class Parser:
         reasons += confidence.missing_required(values["intent"], values)
         if extraction.multiple_trades:
             reasons.append(Reason(code="multiple_trades", detail="one message holds several trades"))
+        if self.settings.rules_cross_check:
+            checked = {r.field for r in reasons if r.field}
+            reasons += [r for r in confidence.disagreements(values, rules.second_opinion(message.text, reference))
+                        if r.field not in checked]
 
         probs = confidence.span_probabilities(ranges, logprobs, confidence.value_spans(output, EXTRACTION_FIELDS))
         failed = {r.field for r in reasons if r.field}

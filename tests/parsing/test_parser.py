@@ -75,3 +75,21 @@ def test_certain_grounded_output_is_a_trade(default_parser):
     assert isinstance(result, Trade)
     assert (result.symbol, result.quantity, result.currency, result.tenor) == ("GBPUSD", 1e7, "GBP", "1W")
     assert result.confidence == 1.0
+
+
+# The model (all tokens certain) misses the price the rules see: a second opinion sends it to review.
+_MISSED_PRICE = (b'{"intent":"order","side":"buy","asset_class":"fx_forward","symbol":"cable","quantity":"10m",'
+                 b'"currency":null,"price":null,"bid":null,"ask":null,"order_type":null,"tenor":"1w",'
+                 b'"counterparty":null,"multiple_trades":false}')
+
+
+@pytest.mark.parametrize("cross_check, kind", [(True, "low_confidence"), (False, "trade")])
+def test_rules_cross_check_reviews_what_the_rules_read_differently(default_parser, monkeypatch, cross_check, kind):
+    monkeypatch.setattr(default_parser.settings, "rules_cross_check", cross_check)
+    ranges = [(i, i + 1) for i in range(len(_MISSED_PRICE))]
+    result = default_parser._decide(ChatMessage(text="buy 10m cable 1w @ 1.2710"), _MISSED_PRICE, ranges,
+                                    [0.0] * len(ranges), None, None)
+    assert result.kind == kind
+    if cross_check:
+        assert [(r.code, r.field) for r in result.reasons] == [("rules_disagree", "price")]
+        assert result.trade.field_confidence["price"] == 0.0 and result.trade.price is None

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from schemas import ChatMessage, LowConfidence, Trade
-from streamer.evaluation.baseline import RuleBasedParser
+from streamer.parsing.rules import RuleBasedParser
 
 
 @pytest.fixture(scope="module")

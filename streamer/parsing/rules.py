@@ -1,4 +1,4 @@
-"""A rule-based parser with no model: the reference row that shows what the LLM adds.
+"""A rule-based parser with no model: the eval's reference row, and the model's second opinion.
 
 It does the model's half of the job with regular expressions and keyword lists
 (find the intent, side and asset class, and copy spans for symbol, amount,
@@ -7,6 +7,10 @@ price, bid/ask, tenor, order type, counterparty) and hands the spans to the same
 comes from span finding, not from normalization. Deterministic. Its confidence is
 1.0 when the rules found everything the intent needs and every span normalized,
 else 0.0 with the named reasons (a `LowConfidence`), so it flags like the parser.
+
+`second_opinion` is what the LLM parser cross-checks against: the two make
+different mistakes, so where they agree the model is far more often right
+(numbers in the README), and where they disagree a person should look.
 """
 
 from __future__ import annotations
@@ -98,6 +102,11 @@ class RuleBasedParser:
             return LowConfidence(message_id=message.message_id, message=message, trade=trade,
                                  confidence=confidence, reasons=reasons, source=source)
         return trade
+
+
+def second_opinion(text: str, reference: date) -> dict[str, object]:
+    """The contract fields the rules read in `text` (relative tenors resolve against `reference`)."""
+    return normalize_extraction(extract_spans(text), text, reference).fields
 
 
 def extract_spans(text: str) -> dict:
