@@ -9,7 +9,7 @@ Failure policy: every record ends on exactly one output topic.
 - The broker does not acknowledge an output -> the worker stops with an error and
   the input is not acknowledged, so it is read again after the restart.
 
-Delivery is at-least-once: an input's offset is acknowledged to Faust (which
+Delivery is at-least-once here (`exactly_once.py` is the transactional mode): an input's offset is acknowledged to Faust (which
 commits it every `commit_interval_s`) only after its output was written to all
 in-sync replicas (acks=all). A crash in between re-parses the message; outputs
 carry `message_id` and the source position, so consumers can drop duplicates.
@@ -89,19 +89,26 @@ def message_key(message: ChatMessage) -> str:
 # -- parse ----------------------------------------------------------------------------
 
 
-async def parse(parser, executor: ThreadPoolExecutor, message: ChatMessage, position: SourcePosition,
-                payload: bytes, key: bytes | None) -> Output:
-    """Run the parser in its own thread, so heartbeats and rebalances go on during a generation."""
+def parse_or_dead_letter(parser, message: ChatMessage, position: SourcePosition, payload: bytes,
+                         key: bytes | None) -> Output:
+    """The parser's result, or a `processing_error` dead letter when it cannot attempt the message."""
     from streamer.parsing import ParseError
 
     try:
-        return await asyncio.get_running_loop().run_in_executor(executor, parser.parse, message, position)
+        return parser.parse(message, position)
     except ParseError as err:
         return DeadLetter.from_bytes(payload, "processing_error", str(err), position, key)
     except Exception as err:  # a parser bug must cost one message, not the worker
         log.exception("parser failed on %s at %s:%d@%d", message.message_id, position.topic,
                       position.partition, position.offset)
         return DeadLetter.from_bytes(payload, "processing_error", f"{type(err).__name__}: {err}", position, key)
+
+
+async def parse(parser, executor: ThreadPoolExecutor, message: ChatMessage, position: SourcePosition,
+                payload: bytes, key: bytes | None) -> Output:
+    """Run the parser in its own thread, so heartbeats and rebalances go on during a generation."""
+    return await asyncio.get_running_loop().run_in_executor(
+        executor, parse_or_dead_letter, parser, message, position, payload, key)
 
 
 # -- route and publish ----------------------------------------------------------------

@@ -9,6 +9,7 @@ passes an unset one, means the default) or from CLI flags, which build a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,16 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(default=1.0, description="How often acknowledged input offsets are committed.")
     publish_timeout_s: float = Field(default=60.0, description="Worker stops if an output is unacknowledged this long.")
     topic_replication_factor: int = Field(default=1, description="Replication of topics the worker creates.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        default="at_least_once",
+        description="exactly_once: outputs and input offsets commit in one Kafka transaction per batch "
+                    "(read outputs with isolation.level=read_committed); no HTTP ingest in that mode.",
+    )
+    transaction_batch_size: int = Field(default=8, ge=1, description="Inputs per transaction (exactly_once).")
+    transaction_timeout_s: float = Field(default=120.0, gt=0, description="Broker aborts a transaction left open this long.")
+    transactional_id: str | None = Field(
+        default=None, description="Kafka transactional.id of this worker; empty = <group_id>-<host>-<web_port>.",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")

@@ -39,6 +39,9 @@ def worker_options(fn):
                      help="Partitions of topics the worker creates."),
         click.option("--max-message-bytes", type=click.IntRange(min=1), default=None,
                      help="Larger inputs are dead-lettered as oversize."),
+        click.option("--exactly-once", "processing_guarantee", flag_value="exactly_once", default=None,
+                     help="One Kafka transaction per batch: each input's result exactly once for read_committed "
+                          "readers (env STREAMER_PROCESSING_GUARANTEE=exactly_once)."),
         click.option("--web-host", default=None, help="Address of the web server (POST /ingest)."),
         click.option("--web-port", type=click.IntRange(1, 65535), default=None, help="Port of the web server."),
     ]):
@@ -64,6 +67,8 @@ def run_worker(settings: Settings) -> None:
     from streamer.broker import is_listening
     from streamer.ingest.http import INGEST_PATH, register_ingest
 
+    if settings.processing_guarantee == "exactly_once":
+        return run_transactional_worker(settings)
     if is_listening(settings.web_host, settings.web_port):
         raise click.ClickException(f"port {settings.web_port} is taken: give each worker on a host its own --web-port")
     _ensure_topics(settings)
@@ -78,6 +83,30 @@ def run_worker(settings: Settings) -> None:
         f"POST http://{settings.web_host}:{settings.web_port}{INGEST_PATH}", err=True,
     )
     faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
+
+
+def run_transactional_worker(settings: Settings) -> None:
+    """The exactly-once loop (`streamer/exactly_once.py`) until SIGTERM/SIGINT: the batch in flight commits first."""
+    from confluent_kafka import KafkaException
+
+    from streamer.exactly_once import TransactionalWorker
+
+    _ensure_topics(settings)
+    parser = load_parser(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker = TransactionalWorker(settings, parser, stop)
+    click.echo(
+        f"worker (exactly-once, transactional.id {worker.transactional_id}): {settings.input_topic} -> "
+        f"{settings.parsed_topic} | {settings.review_topic} | {settings.deadletter_topic} on {settings.broker_url}, "
+        f"group {settings.group_id}; read outputs with isolation.level=read_committed", err=True,
+    )
+    try:
+        worker.run()
+    except KafkaException as err:
+        raise click.ClickException(f"Kafka: {err.args[0].str()}") from None
+    click.echo(f"worker: stopped after {worker.processed} messages in {worker.committed_batches} transactions", err=True)
 
 
 @click.command()
