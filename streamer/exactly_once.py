@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from schemas import DeadLetter, SourcePosition
-from streamer.agents import Output, Undecodable, decode, message_key, parse_or_dead_letter
+from streamer.agents import Output, Undecodable, decode, message_key, parse_or_dead_letter, route
 from streamer.kafka import consumer_config, librdkafka_log, producer_config
 from streamer.settings import Settings
 
@@ -48,8 +48,8 @@ class OutputTopics:
     deadletter: str
 
     def of(self, result: Output) -> str:
-        """Trade -> parsed, LowConfidence -> review, DeadLetter -> dead letters (as `agents.route`)."""
-        return {"trade": self.parsed, "low_confidence": self.review, "dead_letter": self.deadletter}[result.kind]
+        """Trade -> parsed, LowConfidence -> review, DeadLetter -> dead letters: the Faust agent's `route`."""
+        return route(result, self)
 
 
 def transactional_id(settings: Settings) -> str:
