@@ -42,7 +42,6 @@ class StreamTopics:
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app whose consumer group is `group_id`, acks=all, committing only acknowledged work."""
-    heartbeat_s = min(3.0, settings.session_timeout_s / 3)
     return faust.App(
         settings.group_id,
         broker=settings.broker_url,
@@ -56,7 +55,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_request_timeout=settings.publish_timeout_s,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
-        broker_heartbeat_interval=heartbeat_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_commit_interval=settings.commit_interval_s,
         stream_wait_empty=True,  # on rebalance and shutdown, finish the message in flight first
         web_enabled=True,

@@ -90,7 +90,7 @@ class TransactionalWorker:
                                             # a whole batch is parsed between two polls
                                             "max.poll.interval.ms": int(max(settings.rebalance_timeout_s,
                                                                             settings.transaction_timeout_s) * 1000),
-                                            "heartbeat.interval.ms": int(min(3.0, settings.session_timeout_s / 3) * 1000)}))
+                                            "heartbeat.interval.ms": int(settings.heartbeat_interval_s * 1000)}))
         self.committed_batches = 0
         self.processed = 0
 

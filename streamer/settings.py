@@ -63,3 +63,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """Consumer heartbeat: a third of the session timeout, at most 3 s (Kafka's own advice)."""
+        return min(3.0, self.session_timeout_s / 3)

@@ -12,7 +12,6 @@ and the reason is counted so nothing is dropped silently.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from datetime import date, datetime
@@ -20,6 +19,7 @@ from datetime import date, datetime
 from pydantic import ValidationError
 
 from schemas import CONTRACT_FIELDS
+from streamer.parsing.confidence import same_value
 from streamer.parsing.grammar import SPAN_MAX_CHARS, Extraction
 from streamer.parsing.normalize import (
     FX_CLASSES,
@@ -77,12 +77,6 @@ def candidate_spans(text: str) -> list[str]:
     return sorted(found, key=lambda s: found[s])
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, float) or isinstance(b, float):
-        return a is not None and b is not None and math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
 def _maps_to(fn, span: str, *args) -> object:
     try:
         return fn(span, *args)
@@ -110,13 +104,13 @@ def _ground_field(name: str, expected: dict, text: str, candidates: list[str], r
     elif name == "symbol":
         return _ground_symbol(want, asset_class, candidates)
     elif name in ("price", "bid"):
-        test = lambda s: _same(_maps_to(normalize_price, s), want)  # noqa: E731
+        test = lambda s: same_value(_maps_to(normalize_price, s), want)  # noqa: E731
     elif name == "ask":
         bid_span = spans.get("bid")
         if bid_span is not None:
             test = lambda s: _pair_matches(_maps_to(lambda a: normalize_quote(bid_span, a), s), expected)  # noqa: E731
         else:
-            test = lambda s: _same(_maps_to(normalize_price, s), want)  # noqa: E731
+            test = lambda s: same_value(_maps_to(normalize_price, s), want)  # noqa: E731
     elif name == "tenor":  # the word "on" only when nothing else is the tenor ("on 30m ... o/n")
         candidates = [c for c in candidates if c.lower() != "on"] + [c for c in candidates if c.lower() == "on"]
         test = lambda s: _maps_to(normalize_tenor, s, reference) == want  # noqa: E731
@@ -162,7 +156,7 @@ def _ground_quantity(want: float, asset_class: str | None, candidates: list[str]
     trader wrote), a count unit ("5 contracts") and a currency do not; the
     currency gets its own span.
     """
-    matching = [s for s in candidates if _same(_maps_to(normalize_quantity, s, asset_class), want)]
+    matching = [s for s in candidates if same_value(_maps_to(normalize_quantity, s, asset_class), want)]
     plain = [s for s in matching if _maps_to(lambda x: split_amount_currency(x)[1], s) is None]
     pool = plain or matching
     if not pool:
@@ -171,13 +165,14 @@ def _ground_quantity(want: float, asset_class: str | None, candidates: list[str]
     for longer in pool:
         if longer.startswith(best + " ") and len(longer.split()) == len(best.split()) + 1:
             as_counted = _maps_to(normalize_quantity, best, None), _maps_to(normalize_quantity, longer, None)
-            if None not in as_counted and not _same(*as_counted):  # the extra word multiplies: a unit word
+            if None not in as_counted and not same_value(*as_counted):  # the extra word multiplies: a unit word
                 return longer
     return best
 
 
 def _pair_matches(pair, expected: dict) -> bool:
-    return pair is not None and _same(pair[0], expected.get("bid")) and _same(pair[1], expected.get("ask"))
+    return (pair is not None and same_value(pair[0], expected.get("bid"))
+            and same_value(pair[1], expected.get("ask")))
 
 
 def derive_spans(record: dict) -> dict[str, str | None]:
@@ -196,7 +191,7 @@ def check_target(extraction: Extraction, record: dict) -> list[str]:
     """Fields where the parser's normalizer, given this target, would not reproduce `expected`."""
     normalized = normalize_extraction(extraction.model_dump(), record["text"], reference_date(record))
     expected = record["expected"]
-    wrong = [f for f in CONTRACT_FIELDS if not _same(normalized.fields.get(f), expected.get(f))]
+    wrong = [f for f in CONTRACT_FIELDS if not same_value(normalized.fields.get(f), expected.get(f))]
     wrong += [f"{code}:{field}" for code, field, _ in normalized.reasons if field not in wrong]
     return wrong
 

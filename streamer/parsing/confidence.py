@@ -107,7 +107,8 @@ def low_confidence_reasons(scores: dict[str, float], threshold: float, already: 
 
 
 
-def _same_value(a: object, b: object) -> bool:
+def same_value(a: object, b: object) -> bool:
+    """Contract values equal: numbers within a relative 1e-9 (1.2710 == 1.271), anything else exactly."""
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
     return a == b
@@ -120,4 +121,4 @@ def disagreements(values: Mapping[str, object], second: Mapping[str, object]) ->
 
     if values.get("intent") != second.get("intent"):
         return [reason("intent")]
-    return [reason(name) for name in CONTRACT_FIELDS if not _same_value(values.get(name), second.get(name))]
+    return [reason(name) for name in CONTRACT_FIELDS if not same_value(values.get(name), second.get(name))]
