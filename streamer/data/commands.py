@@ -17,6 +17,7 @@ from streamer.data.manage import (
     DatasetError,
     contamination,
     manifest as build_manifest,
+    normalise_text,
     read_texts,
     split_records,
     write_jsonl,
@@ -45,7 +46,10 @@ def data() -> None:
 @click.option("--n", "count", type=click.IntRange(min=1), required=True, help="Number of records.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed; the same seed gives the same file.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="JSONL file to write.")
-def synth(count: int, seed: int, out: Path) -> None:
+@click.option("--exclude", "exclude_files", multiple=True, type=click.Path(),
+              help="JSONL whose texts must not be generated (held-out splits); repeatable. "
+                   "A matching record is drawn again.")
+def synth(count: int, seed: int, out: Path, exclude_files: tuple[str, ...]) -> None:
     """Write COUNT synthetic labelled chat messages as JSONL."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -54,13 +58,17 @@ def synth(count: int, seed: int, out: Path) -> None:
 
     if out.is_dir():
         raise DataInputError(f"{out}: is a directory, cannot write JSONL there")
+    try:
+        held_out = {normalise_text(record["text"]) for path in exclude_files for _, record in read_texts(path)}
+    except DatasetError as err:
+        raise DataInputError(str(err)) from None
     console = Console(stderr=True)
     columns = (TextColumn("synth seed {task.fields[seed]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("synth", total=count, seed=seed)
 
         def advancing():
-            for record in iter_synthesize(count, seed):
+            for record in iter_synthesize(count, seed, lambda text: normalise_text(text) in held_out):
                 yield record
                 progress.advance(task)
 

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Iterator
+from typing import Callable, Iterator
 
 from schemas import CONTRACT_FIELDS
 
@@ -261,6 +261,8 @@ EQUITIES = (
     ("AAPL", 190), ("MSFT", 420), ("NVDA", 120), ("TSLA", 240), ("AMZN", 185), ("META", 500), ("GOOGL", 170),
     ("JPM", 200), ("BAC", 38), ("XOM", 115), ("KO", 62), ("NFLX", 650), ("AMD", 160), ("INTC", 31),
     ("VOD LN", 72), ("HSBA LN", 680), ("SAP GY", 185), ("MC FP", 720), ("BRK.B", 410),
+    ("ORCL", 140), ("GME", 25), ("SAN", 4.3), ("BP LN", 480), ("SIE GY", 170), ("ASML NA", 900), ("7203 JT", 2800),
+    ("PLTR", 30), ("DIS", 95), ("WMT", 68),
 )
 _SHARE_COUNTS = ("100", "200", "250", "300", "500", "500", "750", "1000", "1,000", "1,200", "1,500", "2,500",
                  "5,000", "5k", "10k", "2k", "1.5k", "20k", "50", "400")
@@ -282,6 +284,11 @@ BONDS = (
     (("oat 10y", "OAT 10Y"), Decimals(98.1, 2, spread_ticks=(2, 15)), ("EUR",)),
     (("btp 10y", "BTP 10Y"), Decimals(101.3, 2, spread_ticks=(2, 15)), ("EUR",)),
     (("jgb 10y", "JGB 10Y"), Decimals(99.8, 3, spread_ticks=(5, 40)), ("JPY",)),
+    (("schatz 2y", "SCHATZ 2Y", "schatz"), Decimals(99.9, 3, spread_ticks=(5, 30)), ("EUR",)),
+    (("bobl 5y", "BOBL", "bobl"), Decimals(99.4, 3, spread_ticks=(5, 30)), ("EUR",)),
+    (("OAT 2035", "oat 2035", "OAT 2030"), Decimals(97.6, 2, spread_ticks=(2, 15)), ("EUR",)),
+    (("gilt 2034", "Gilt 2034", "gilt 2029"), Decimals(97.8, 2, spread_ticks=(2, 15)), ("GBP",)),
+    (("btp 2033", "BTP 2033"), Decimals(100.8, 2, spread_ticks=(2, 15)), ("EUR",)),
 )
 
 # symbol as written, typical fixed rate, notional currencies
@@ -316,6 +323,10 @@ COMMODITIES = (
      ("100", "500", "1,000", "1000", "5k", "10k", "2,000"), ("oz", "ounces", "lots")),
     (("silver",), Decimals(29.5, 2, spread_ticks=(1, 8)), ("5k", "10k", "50k", "25,000"), ("oz", "ounces")),
     (("platinum",), Decimals(980, 1, spread_ticks=(5, 30)), ("500", "1,000", "2k"), ("oz",)),
+    (("palladium", "Palladium"), Decimals(1000, 1, spread_ticks=(5, 30)), ("100", "200", "500", "1,000"), ("oz",)),
+    (("corn", "wheat", "soybeans"), Decimals(450, 2, spread_ticks=(1, 8)), ("10", "25", "50", "100"), ("lots",)),
+    (("aluminium", "zinc", "nickel"), Decimals(2500, 0, commas=True, spread_ticks=(2, 20)), ("100", "250", "500"),
+     ("t", "mt", "tonnes")),
     (("wti", "WTI", "wti"), Decimals(78, 2, spread_ticks=(1, 6)), ("10k", "50k", "100k", "25,000", "200"),
      ("bbl", "barrels", "lots")),
     (("brent", "Brent"), Decimals(82, 2, spread_ticks=(1, 6)), ("10k", "50k", "100k", "200"),
@@ -339,6 +350,9 @@ def _fx_surface(rng: random.Random, symbol: str, slang: tuple[str, ...], reverse
     """
     if slang and rng.random() < 0.35:
         return _pick(rng, slang)
+    if "USD" in symbol and rng.random() < 0.06:
+        single = symbol.replace("USD", "")
+        return single.lower() if rng.random() < 0.8 else single
     base, quote = symbol[:3].lower(), symbol[3:].lower()
     form = _pick(rng, _FX_SPELLINGS | _FX_REVERSED_SPELLINGS if reversed_ok else _FX_SPELLINGS)
     return form.format(b=base, q=quote, B=base.upper(), Q=quote.upper())
@@ -613,11 +627,21 @@ TEMPLATES: tuple[Template, ...] = tuple(
            "{verb}: {amount} {symbol}{ when?}{ at?}",
            "pls work an order to {verb} {amount} {symbol}{ when?} {ot}")
     + _group("order", CASH,
-             "bid {amount} {symbol}{ when?} at {price}{ cp?}", "paid {price} for {amount} {symbol}{ when?}",
-             "get me long {amount} {symbol}{ when?}{ at?}", "lift {symbol} in {amount}{ when?}{ at?}", side="buy")
+             "paid {price} for {amount} {symbol}{ when?}", "get me long {amount} {symbol}{ when?}{ at?}",
+             "lift {symbol} in {amount}{ when?}{ at?}", "lift ur offer {amount} {symbol}{ when?}", side="buy")
     + _group("order", CASH,
-             "offer {amount} {symbol}{ when?} at {price}{ cp?}", "given {price} on {amount} {symbol}{ when?}",
-             "get me short {amount} {symbol}{ when?}{ at?}", "hit {symbol} in {amount}{ when?}{ at?}", side="sell")
+             "given {price} on {amount} {symbol}{ when?}", "get me short {amount} {symbol}{ when?}{ at?}",
+             "hit {symbol} in {amount}{ when?}{ at?}", "hit ur bid {amount} {symbol}{ when?}",
+             "hit your bid in {amount} {symbol}{ when?}", side="sell")
+    + _group("order", CASH, "{symbol}{ when?} {amount} {post}{ at?}")
+    + _group("order", FX_CASH,
+             "{post} {amount} {symbol} {when}{ at?}",
+             "{side} {amount} {symbol} {when}{ ot?}{ cp?}",
+             "{side} {symbol} {when} {amount}{ at?}")
+    + _group("order", OPTIONS_ONLY,
+             "{side} {amount} {symbol} {opt} {tenor}{ cp?}",
+             "{side} {amount} {symbol} {tenor} {opt} at {price}",
+             "{opt} {tenor} {symbol} in {amount} {post} at {price}")
     + _group("order", LISTED, "{verb} {amount} of {symbol}{ ot?}")
     + _group("order", RATES_ONLY,
              "{pay} {amount} {tenor} {symbol}{ at?}{ cp?}",
@@ -662,7 +686,20 @@ TEMPLATES: tuple[Template, ...] = tuple(
              "interested to {verb} {amount} {symbol}{ when?}, pls quote",
              "bid/offer {symbol} {amount}{ when?}?",
              "{tw} pls {symbol}{ when?} in {amount}")
-    + _group("rfq", FX_CASH, "{symbol} {amount}{ when?} pls")
+    + _group("rfq", FX_CASH, "{symbol} {amount}{ when?} pls", "{symbol} {when}", "{symbol} {when}?",
+             "{symbol} {when} {tw}", "{symbol}{ when?} {tw} {amount}", "{symbol} {when} px",
+             "{when} px {amount} {symbol}", "{symbol} {when} in {amount}?")
+    + _group("rfq", CASH, "{symbol}{ when?} {amount} {tw}", "{symbol} {amount} {tw} pls", "px pls {amount} {symbol}",
+             "{tw} {symbol} {amount}{ when?}?", "{symbol}{ when?} {tw}?")
+    + _group("rfq", CASH, "offer in {amount} {symbol}{ when?}?", "ur offer in {amount} {symbol}{ when?}?",
+             "wat's ur offer in {amount} {symbol}{ when?}", "offer for {amount} {symbol}{ when?}?",
+             "who's offering {amount} {symbol}{ when?}?", side="buy")
+    + _group("rfq", CASH, "bid for {amount} {symbol}{ when?}?", "ur bid in {amount} {symbol}{ when?}?",
+             "wat's ur bid for {amount} {symbol}{ when?}", "bid in {amount} {symbol}{ when?}?",
+             "who's bid for {amount} {symbol}{ when?}?", "can you show a bid for {amount} {symbol}{ when?}",
+             side="sell")
+    + _group("rfq", OPTIONS_ONLY, "{symbol} {tenor} vol {tw}", "{symbol} {tenor} {opt} px?",
+             "px on {symbol} {tenor} {opt} in {amount}")
     + _group("rfq", CASH, "what's your offer in {amount} {symbol}{ when?}?", "any offers in {amount} {symbol}{ when?}?",
              side="buy")
     + _group("rfq", CASH, "your bid in {amount} {symbol}{ when?}?", "any bids for {amount} {symbol}{ when?}?",
@@ -694,10 +731,14 @@ TEMPLATES: tuple[Template, ...] = tuple(
              "{symbol} {bid} / {ask}",
              "{symbol} {bid}/{ask} good for {amount}",
              "{cpf} {symbol}{ when?} {bid}/{ask}")
-    + _group("quote", CASH, "I can offer {amount} {symbol}{ when?} at {price}",
+    + _group("quote", CASH, "offer {amount} {symbol}{ when?} at {price}{ cp?}",
+             "offer {amount} {symbol}{ when?} @ {price}", "can offer {amount} {symbol}{ when?} at {price}",
+             "I can offer {amount} {symbol}{ when?} at {price}",
              "we can offer {amount} {symbol}{ when?} @ {price}", "I'm {price} offered in {amount} {symbol}{ when?}",
              side="sell")
-    + _group("quote", CASH, "I can bid {price} for {amount} {symbol}{ when?}",
+    + _group("quote", CASH, "bid {amount} {symbol}{ when?} at {price}{ cp?}",
+             "bid {amount} {symbol}{ when?} @ {price}", "can bid {amount} {symbol}{ when?} at {price}",
+             "I can bid {price} for {amount} {symbol}{ when?}",
              "we're {price} bid for {amount} {symbol}{ when?}", "can pay {price} for {amount} {symbol}{ when?}",
              side="buy")
     + _group("quote", RATES_ONLY, "{tenor} {symbol} {bid}/{ask}", "{symbol} {tenor} {bid}/{ask} in {amount}",
@@ -1049,11 +1090,18 @@ def _draw(rng: random.Random, record_id: str) -> dict:
     return render(rng, record_id, _pick(rng, templates_for(intent, asset_class)), asset_class)
 
 
-def iter_synthesize(n: int, seed: int) -> Iterator[dict]:
-    """Records one at a time (for progress bars); the same sequence as `synthesize`."""
+def iter_synthesize(n: int, seed: int, exclude: Callable[[str], bool] | None = None) -> Iterator[dict]:
+    """Records one at a time (for progress bars); the same sequence as `synthesize`.
+
+    A record whose text `exclude` accepts (say, a test message) is drawn again,
+    so a held-out message never lands in training data by chance.
+    """
     rng = random.Random(seed)
     for i in range(n):
-        yield _draw(rng, f"s{seed}-{i}")
+        record = _draw(rng, f"s{seed}-{i}")
+        while exclude is not None and exclude(record["text"]):
+            record = _draw(rng, f"s{seed}-{i}")
+        yield record
 
 
 def synthesize(n: int, seed: int) -> list[dict]:

@@ -104,6 +104,28 @@ def normalize_fx_pair(span: str) -> str:
     raise NormalizationError("unknown_symbol", f"not a currency pair: {span!r}")
 
 
+_TRAILING_TENOR = re.compile(
+    r"^(?P<pair>.+?)\s+(?P<tenor>\d{1,3}\s*(?:d|days?|w|wks?|weeks?|m|mths?|mo|months?|y|yrs?|years?)"
+    r"|spot|spt|tom|tn|t/n|o/n|overnight)(?:\s+(?:outright|fwd|forward))?$"
+)
+
+
+def split_pair_tenor(span: str) -> tuple[str, str | None]:
+    """'cable 1 year outright' -> ('cable', '1 year'): a tenor copied into an FX symbol span.
+
+    Only splits when the front part is a currency pair, so 'UST 10Y' or
+    'gold 3m' is left as it is.
+    """
+    m = _TRAILING_TENOR.match(_squash(span))
+    if not m:
+        return span, None
+    try:
+        normalize_fx_pair(m["pair"])
+    except NormalizationError:
+        return span, None
+    return m["pair"], m["tenor"]
+
+
 def written_reversed(span: str, pair: str) -> bool:
     """True when the message wrote the pair against market order ('jpyusd' for USDJPY)."""
     letters = re.sub(r"[^a-z]", "", _squash(span)).upper()
@@ -205,6 +227,9 @@ _CURRENCY_MARK = r"(?:\$|€|£|¥|(?<![a-z])(?:usd|eur|gbp|jpy|chf|aud|cad|nzd)
 _AMOUNT = re.compile(r"^(?P<num>\d[\d,.'_]*(?: \d{3})*)\s*(?P<unit>[a-zñó.]+(?: [a-zñó.]+)?)?$")
 
 
+_WHOLE_UNITS = frozenset({"equity", "future"})  # counted in whole shares / contracts
+
+
 def split_amount_currency(span: str) -> tuple[str, str | None]:
     """'$5m' -> ('5m', 'USD'); '10 mio eur' -> ('10 mio', 'EUR'); '10m' -> ('10m', None)."""
     s = _squash(span)
@@ -228,7 +253,9 @@ def normalize_quantity(span: str, asset_class: str | None) -> float:
         raise NormalizationError("unparseable_value", f"not an amount: {span!r}")
     words = [w.strip(".") for w in (m.group("unit") or "").split()]
     raw_number = m.group("num")
-    if re.fullmatch(r"\d{1,3}\.\d{3}", raw_number) and words and words[-1] in _COUNT_UNITS:
+    if re.fullmatch(r"\d{1,3}\.\d{3}", raw_number) and (
+        (words and words[-1] in _COUNT_UNITS) or (not words and asset_class in _WHOLE_UNITS)
+    ):
         raw_number = raw_number.replace(".", "")  # '3.000 acciones': nobody trades 3.0 shares
     number = parse_number(raw_number)
     if words and words[-1] in _COUNT_UNITS and (len(words) > 1 or words[-1] not in _MULTIPLIERS):
@@ -443,6 +470,10 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     for name in ("side", "asset_class", "order_type"):
         out[name] = raw.get(name)
     derived: dict[str, tuple[str, ...]] = {}
+    if raw.get("symbol"):
+        pair, tenor = split_pair_tenor(raw["symbol"])
+        if tenor is not None:
+            raw = {**raw, "symbol": pair, "tenor": raw.get("tenor") or tenor}
     implied = implied_asset_class(raw["symbol"]) if raw.get("symbol") else None
     if implied == "fx" and out["asset_class"] not in FX_CLASSES:
         out["asset_class"], derived["asset_class"] = "fx_spot", ("symbol",)

@@ -30,6 +30,21 @@ def test_synth_writes_n_valid_records_deterministically(tmp_path):
     assert first.read_bytes() == second.read_bytes()
 
 
+def test_synth_never_writes_an_excluded_text(tmp_path):
+    plain = tmp_path / "plain.jsonl"
+    assert run("synth", "--n", 300, "--seed", 4, "--out", plain).exit_code == 0
+    generated = read_jsonl(plain)
+    held_out = tmp_path / "held_out.jsonl"  # every third text, in other case and spacing
+    write_jsonl(held_out, [{"text": "  " + r["text"].upper()} for r in generated[::3]])
+    excluded = tmp_path / "excluded.jsonl"
+    result = run("synth", "--n", 300, "--seed", 4, "--out", excluded, "--exclude", held_out)
+    assert result.exit_code == 0, result.output
+    kept = read_jsonl(excluded)
+    forbidden = {" ".join(r["text"].lower().split()) for r in generated[::3]}
+    assert len(kept) == 300
+    assert not forbidden & {" ".join(r["text"].lower().split()) for r in kept}
+
+
 def test_split_writes_three_files_that_partition_the_input(tmp_path):
     source = tmp_path / "gold.jsonl"
     write_jsonl(source, [{"text": f"buy {n}m cable", "expected": {"intent": "order"}} for n in range(100)])
@@ -105,6 +120,7 @@ def _good(tmp_path):
     (lambda d: ["manifest", _bad_json(d), "--out", d / "m.json"], "bad.jsonl:2: invalid JSON"),
     (lambda d: ["manifest", _good(d), "--out", d], "cannot write"),
     (lambda d: ["synth", "--n", "3", "--out", d], "is a directory"),
+    (lambda d: ["synth", "--n", "3", "--out", f"{d}/x.jsonl", "--exclude", f"{d}/missing.jsonl"], "missing.jsonl"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, make_args, message):
     result = run(*make_args(tmp_path))

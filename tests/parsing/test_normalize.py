@@ -6,7 +6,7 @@ import pytest
 
 from streamer.parsing.normalize import (
     NormalizationError, implied_asset_class, is_grounded, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
-    normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency,
+    normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency, split_pair_tenor,
 )
 
 REF = date(2026, 11, 25)
@@ -191,6 +191,29 @@ def test_normalize_extraction(changes, text, fields, reasons):
 ])
 def test_implied_asset_class(span, expected):
     assert implied_asset_class(span) == expected
+
+
+@pytest.mark.parametrize("span, expected", [
+    ("cable 1 year outright", ("cable", "1 year")), ("aud 2 months", ("aud", "2 months")),
+    ("eurusd 3m fwd", ("eurusd", "3m")), ("dollar yen tom", ("dollar yen", "tom")), ("usd/jpy o/n", ("usd/jpy", "o/n")),
+    ("cable", ("cable", None)), ("UST 10Y", ("UST 10Y", None)), ("gold 3m", ("gold 3m", None)),
+    ("eur usd", ("eur usd", None)),
+])
+def test_split_pair_tenor(span, expected):
+    assert split_pair_tenor(span) == expected
+
+
+@pytest.mark.parametrize("changes, text, fields", [
+    ({"symbol": "cable 1 year", "tenor": None}, "sell 5 cable 1 year outright",
+     {"symbol": "GBPUSD", "tenor": "1Y", "asset_class": "fx_forward", "currency": "GBP"}),
+    ({"symbol": "aud 2 months", "tenor": "2 months", "asset_class": "fx_forward"}, "buy 3 mio aud 2 months",
+     {"symbol": "AUDUSD", "tenor": "2M", "asset_class": "fx_forward"}),
+    ({"asset_class": "equity", "symbol": "SAN", "quantity": "3.000", "tenor": None}, "vendo 3.000 acciones de SAN",
+     {"quantity": 3000.0, "symbol": "SAN"}),
+])
+def test_spans_cut_badly_are_read_as_meant(changes, text, fields):
+    result = normalize_extraction({**RAW, **changes}, text, REF)
+    assert {name: result.fields[name] for name in fields} == fields
 
 
 @pytest.mark.parametrize("changes, asset_class, derived", [
