@@ -26,23 +26,41 @@ from streamer.parsing.confidence import missing_required
 from streamer.parsing.normalize import CRYPTO_NAMES, FX_SLANG, ISO_CURRENCIES, normalize_extraction
 
 BASELINE_NAME = "rule-based-baseline"
-BASELINE_VERSION = "rules-v1"
+BASELINE_VERSION = "rules-v2"
 
-_CANCEL = re.compile(r"\b(cxl|cancel\w*|canx|pull|kill|annule\w*|storn\w*|anula\w*)\b")
+_CANCEL = re.compile(r"\b(cxl|cancel\w*|canx|pull|kill|annule\w*|storn\w*|anula\w*)\b|\btake (?:my|the|down)\b.*\bdown\b|"
+                     r"\btake down\b")
+# Settlement, ops and market colour that name an instrument but ask for no trade.
+_CHATTER = re.compile(r"\b(settle[ds]?|settling|settlement|confo|ssi|who covers|heard|fyi|good call|withdrawal|"
+                      r"fixing|fija|what time|holiday|anyone know|alguien sabe|short interest|borrow|ticket|blotter)\b")
+_WORK_ORDER = re.compile(r"\bcan you (?:work|rest|leave|execute|fill|buy|sell|get me)\b|\bwork it\b")
 _RFQ = re.compile(r"\b(2|two)[ -]?ways?\b|\bpx\b|\bprice\b|\bpricing\b|\bquote me\b|\bwhere\b|\bcan (i|you|we)\b|\?|"
                   r"\ban? (bid|offer)\b|\brfq\b|\bprecio\b|\bcotiza\w*|\bprix\b|\bkurs\b|\bshow me\b")
-_BUY = re.compile(r"\b(buy\w*|bot|bought|mine|lift\w*|paid|pay|long|ach[eè]te\w*|compr\w*|kauf\w*)\b")
-_SELL = re.compile(r"\b(sell\w*|sold|yours|hit\w*|given|short|rec|receive\w*|vend\w*|verkauf\w*)\b")
+_BUY = re.compile(r"\b(buy\w*|bot|bought|mine|lift\w*|paid|pay|payer|long|ach[eè]te\w*|compr\w*|kauf\w*|b/s)\b")
+_SELL = re.compile(r"\b(sell\w*|sold|yours|hit\w*|given|short|rec|receive\w*|receiver|vend\w*|verkauf\w*|s/b)\b")
 _RFQ_BUY, _RFQ_SELL = re.compile(r"\ban? offer\b"), re.compile(r"\ban? bid\b")
-_QUOTE_SELL = re.compile(r"\b(can|could|will|we|i) offer\b|^offer\w*\b|\boffered\b")
-_QUOTE_BUY = re.compile(r"\b(we'?re|i'?m|we are|i am)\b.*\bbid\b|^bid\b")
+_QUOTE_SELL = re.compile(r"\b(can|could|will|we|i) offer\b|^offer\w*\b|\boffered\b|\b(can|could) (receive|rec)\b")
+_QUOTE_BUY = re.compile(r"\b(we'?re|i'?m|we are|i am)\b.*\bbid\b|^bid\b|\b(can|could) (bid|pay)\b")
 
 _OPTION = re.compile(r"\b(calls?|puts?|straddles?|strangles?|rr|risk reversal|\d+d|atm|vol|strike)\b")
 _RATES = re.compile(r"\b(sofr|estr|€str|sonia|saron|tonar|irs)\b")
 _BOND = re.compile(r"\b(ust|t-?notes?|treasur(?:y|ies)|bunds?|bobl|schatz|gilts?|oat|btp|bono|jgb)\b"
                    r"((?: \d{1,2}y| \d{4}| \d+(?:\.\d+)? \d\d/\d\d)?)")
-_FUTURE = re.compile(r"\b([a-z]{1,4}[fghjkmnquvxz]\d{1,2})\b|\b(\w+) (?:fut|futs|futures)\b|\b(nq|fdax|fesx|rty|ym)\b")
-_COMMODITY = re.compile(r"\b(gold|silver|xau|xag|wti|brent|copper|natgas|platinum)\b")
+_FUTURE_ROOTS = r"es|nq|ym|rty|cl|gc|si|ng|zn|zb|zf|zt|ty|tu|fv|us|rx|fgbl|fgbm|fgbs|fdax|fesx|fgbx|z|ho|rb"
+_MONTH_WORDS = r"jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec"
+_FUTURE = re.compile(r"\b((?:" + _FUTURE_ROOTS + r") (?:(?:" + _MONTH_WORDS + r")\b(?: ?\d{2})?|[fghjkmnquvxz]\d{1,2}\b))"
+                     r"|\b([a-z]{1,4}[fghjkmnquvxz]\d{1,2})\b|\b(\w+) (?:fut|futs|futures)\b|\b(nq|fdax|fesx|fgbl|rty|ym)\b")
+# 'T 4.5 05/34', 'T 4 1/8 11/32', 'AAPL 3.85 08/46': issuer, coupon, maturity month/year
+_COUPON_BOND = re.compile(r"\b([a-z]{1,5} \d{1,2}(?:\.\d{1,3})?(?: \d/\d{1,2})? \d\d/\d\d)\b")
+_COMMODITY = re.compile(r"\b(gold|silver|xau(?:usd)?|xag(?:usd)?|wti|brent|copper|nat ?gas|platinum|palladium|aluminium|"
+                        r"aluminum|zinc|nickel|corn|wheat|soybeans|coffee|sugar|cocoa|gasoil|heating oil)\b")
+# Tickers desks type in lower case; an unknown lower-case word after an amount is too often not one.
+_KNOWN_TICKERS = frozenset(
+    "aapl msft nvda tsla amzn meta googl goog jpm bac xom ko nflx amd intc orcl gme ibm uber spy qqq cost wmt dis pltr "
+    "jnj pfe mrk unh v ma hd pep csco crm adbe avgo qcom txn mu ba cat ge f gm c wfc gs ms t vz sbux nke mcd abnb coin "
+    "hood shop sq pypl snow arm smci lly baba nio".split())
+_TICKER_WORD = re.compile(r"(?<![\w.$])(?:\d[\d,.]*[km]?(?: (?:shares|shs))?(?: of)?|\$\d[\d,.]*[km]{1,2} of) ([a-z]{1,5})\b"
+                          r"|\b(?:in|on) ([a-z]{1,5})\b")
 _FX_PAIR = re.compile(r"\b(?=(([a-z]{3}) ?(?:/|vs|against)? ?([a-z]{3}))\b)")  # lookahead: overlapping tries
 _FX_SLANG = re.compile(r"\b(" + "|".join(map(re.escape, sorted(FX_SLANG, key=len, reverse=True))) + r")\b")
 _CRYPTO = re.compile(r"\b((?:" + "|".join(n for n in CRYPTO_NAMES if n not in ("link", "dot")) + r")(?:/(?:usdt|usdc|usd|eur))?)\b")
@@ -54,7 +72,7 @@ _QUOTE = re.compile(r"(?<![\w/.,])([+-]?\d+(?:[.,]\d+|-\d\d\+?\d?))\s*/\s*(\+?\d
 _PRICE = re.compile(r"(?:@|\bat\b|\ba\b|\bà\b|\bbei\b|\blmt\b|\blimit\b|\bstop\b|\bstp\b|\bbetter\b)\s*"
                     r"(\d+(?:[.,]\d+)?(?:-\d\d\+?\d?)?k?)(?![\w/-])")
 _BARE_PRICE = re.compile(r"(?<![\w.,/])(\d+[.,]\d+|\d+-\d\d\+?\d?)(?![\w/-]| ?(?:strike|vol))")
-_NAMED_TENOR = re.compile(r"\b(spot next|tom next|spot|tom|tn|t/n|o/n|overnight|sn|s/n)\b")
+_NAMED_TENOR = re.compile(r"\b(spot[ /]next|tom[ /]next|spot|tom|tn|t/n|o/n|overnight|sn|s/n)\b")
 _LEGS = re.compile(r"\b((?:on|tn|sn|spot|tom|\d+[dwmy])/(?:tn|sn|\d+[dwmy]))\b")
 _PERIOD = re.compile(r"\b(\d{1,2} ?(?:d|wk|wks|w|weeks?|mths?|mo|months?|y|yrs?|years?|m))\b")
 _DATE = re.compile(r"\b(\d{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*)\b")
@@ -152,7 +170,7 @@ def extract_spans(text: str) -> dict:
 
     if asset_class is None and symbol is not None:  # an FX pair: the tenor words decide which product
         asset_class = "fx_spot"
-        if legs or re.search(r"\bswaps?\b", low):
+        if legs or re.search(r"\bswaps?\b|\b[bs]/[bs]\b", low):
             asset_class = "fx_swap"
         elif _OPTION.search(low):
             asset_class = "fx_option"
@@ -170,7 +188,9 @@ def _instrument(low: str, flat: str, take) -> tuple[str | None, str | None]:
     if m := _RATES.search(low):
         return "rates_swap", take(m)
     if m := _FUTURE.search(low):
-        return "future", take(m, next(g for g in (1, 2, 3) if m.group(g)))
+        return "future", take(m, next(g for g in (1, 2, 3, 4) if m.group(g)))
+    if m := _COUPON_BOND.search(low):
+        return "bond", take(m)
     if m := _BOND.search(low):
         return "bond", take(m, 0)
     if m := _COMMODITY.search(low):
@@ -187,19 +207,31 @@ def _instrument(low: str, flat: str, take) -> tuple[str | None, str | None]:
     m = _TICKER_AFTER_AMOUNT.search(flat)
     if m and m.group(1) not in ISO_CURRENCIES:
         return "equity", take(m)
+    for m in _TICKER_WORD.finditer(low):
+        group = 1 if m.group(1) else 2
+        if m.group(group) in _KNOWN_TICKERS:
+            return "equity", take(m, group)
     return None, None
 
 
 def _intent_and_side(low: str, has_quote: bool, has_price: bool) -> tuple[str, str | None]:
     side = "buy" if _BUY.search(low) else "sell" if _SELL.search(low) else None
     if _CANCEL.search(low):
+        if side is None:  # 'pull my aussie bid': the order withdrawn was a buy
+            side = "buy" if re.search(r"\bbids?\b", low) else "sell" if re.search(r"\boffers?\b", low) else None
         return "cancel", side
+    if _CHATTER.search(low) and not has_quote and not has_price:
+        return "none", None
     if has_quote:
         return "quote", "two_way"
     if has_price and _QUOTE_SELL.search(low):
         return "quote", "sell"
     if has_price and _QUOTE_BUY.search(low):
         return "quote", "buy"
+    if side and _WORK_ORDER.search(low):
+        return "order", side
     if _RFQ.search(low):
         return "rfq", "buy" if _RFQ_BUY.search(low) else "sell" if _RFQ_SELL.search(low) else side
+    if side is None and re.search(r"\bin \$?\d|\bpls\b|\bplease\b", low):  # 'sn/1m in 100 usdjpy'
+        return "rfq", "two_way"
     return ("order", side) if side else ("none", None)

@@ -36,6 +36,19 @@ def rules() -> RuleBasedParser:
     ("need an offer in 15 kiwi", dict(intent="rfq", side="buy", asset_class="fx_spot", symbol="NZDUSD", quantity=1.5e7)),
     ("cable looking heavy into the close", dict(intent="none", side=None, symbol=None, quantity=None)),
     ("morning all", dict(intent="none", symbol=None)),
+    ("short 5k gme at mkt", dict(intent="order", side="sell", asset_class="equity", symbol="GME", quantity=5000,
+                                 order_type="market")),
+    ("sell 30 ym dec stop 42100", dict(intent="order", side="sell", asset_class="future", symbol="YM DEC", price=42100,
+                                       order_type="stop")),
+    ("buy 5mm T 4 1/8 11/32 at 98-24+", dict(intent="order", side="buy", asset_class="bond", symbol="T 4 1/8 11/32",
+                                             quantity=5e6, price=98.765625)),
+    ("buy 5k oz xauusd limit 2330", dict(intent="order", asset_class="commodity", symbol="XAUUSD", quantity=5000)),
+    ("did the 10m cable from yesterday settle?", dict(intent="none", symbol=None)),
+    ("pls pull my aussie bid", dict(intent="cancel", side="buy", symbol="AUDUSD")),
+    ("B/S 100 EURUSD TOM/NEXT", dict(intent="order", side="buy", asset_class="fx_swap", symbol="EURUSD", tenor="TN")),
+    ("sn/1m in 100 usdjpy", dict(intent="rfq", side="two_way", asset_class="fx_swap", symbol="USDJPY", tenor="1M")),
+    ("we can receive 4y estr at 2.31 in 30mm", dict(intent="quote", side="sell", asset_class="rates_swap", price=2.31)),
+    ("client wants to buy 75k AAPL, can you work it with a limit of 190.50", dict(intent="order", side="buy")),
 ])
 def test_clear_messages(rules, text, expected):
     result = rules.parse(text)
