@@ -473,6 +473,8 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     if raw.get("symbol"):
         pair, tenor = split_pair_tenor(raw["symbol"])
         if tenor is not None:
+            if not raw.get("tenor"):
+                derived["tenor"] = ("symbol",)  # its confidence is the symbol's tokens'
             raw = {**raw, "symbol": pair, "tenor": raw.get("tenor") or tenor}
     implied = implied_asset_class(raw["symbol"]) if raw.get("symbol") else None
     if implied == "fx" and out["asset_class"] not in FX_CLASSES:

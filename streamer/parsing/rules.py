@@ -28,7 +28,7 @@ from streamer.parsing.normalize import CRYPTO_NAMES, FX_SLANG, ISO_CURRENCIES, n
 BASELINE_NAME = "rule-based-baseline"
 BASELINE_VERSION = "rules-v2"
 
-_CANCEL = re.compile(r"\b(cxl|cancel\w*|canx|pull|kill|annule\w*|storn\w*|anula\w*)\b|\btake (?:my|the|down)\b.*\bdown\b|"
+_CANCEL = re.compile(r"\b(cxl|cancel\w*|canx|pull|kill|annule\w*|storn\w*|anula\w*)\b|\btake (?:my|the)\b.*\bdown\b|"
                      r"\btake down\b")
 # Settlement, ops and market colour that name an instrument but ask for no trade.
 _CHATTER = re.compile(r"\b(settle[ds]?|settling|settlement|confo|ssi|who covers|heard|fyi|good call|withdrawal|"

@@ -204,16 +204,24 @@ def test_split_pair_tenor(span, expected):
 
 
 @pytest.mark.parametrize("changes, text, fields", [
-    ({"symbol": "cable 1 year", "tenor": None}, "sell 5 cable 1 year outright",
+    ({"symbol": "cable 1 year", "tenor": None, "quantity": "5", "price": None}, "sell 5 cable 1 year outright",
      {"symbol": "GBPUSD", "tenor": "1Y", "asset_class": "fx_forward", "currency": "GBP"}),
-    ({"symbol": "aud 2 months", "tenor": "2 months", "asset_class": "fx_forward"}, "buy 3 mio aud 2 months",
+    ({"symbol": "aud 2 months", "tenor": "2 months", "asset_class": "fx_forward", "quantity": "3 mio", "price": None},
+     "buy 3 mio aud 2 months",
      {"symbol": "AUDUSD", "tenor": "2M", "asset_class": "fx_forward"}),
-    ({"asset_class": "equity", "symbol": "SAN", "quantity": "3.000", "tenor": None}, "vendo 3.000 acciones de SAN",
+    ({"asset_class": "equity", "symbol": "SAN", "quantity": "3.000", "tenor": None, "price": None},
+     "vendo 3.000 acciones de SAN",
      {"quantity": 3000.0, "symbol": "SAN"}),
 ])
 def test_spans_cut_badly_are_read_as_meant(changes, text, fields):
     result = normalize_extraction({**RAW, **changes}, text, REF)
     assert {name: result.fields[name] for name in fields} == fields
+    assert result.reasons == []
+
+
+def test_a_tenor_split_off_the_symbol_is_scored_by_the_symbol():
+    result = normalize_extraction({**RAW, "symbol": "cable 1 year", "tenor": None}, "sell 5 cable 1 year", REF)
+    assert result.derived_from["tenor"] == ("symbol",)
 
 
 @pytest.mark.parametrize("changes, asset_class, derived", [
