@@ -33,6 +33,10 @@ _CANCEL = re.compile(r"\b(cxl|cancel\w*|canx|pull|kill|annule\w*|storn\w*|anula\
 # Settlement, ops and market colour that name an instrument but ask for no trade.
 _CHATTER = re.compile(r"\b(settle[ds]?|settling|settlement|confo|ssi|who covers|heard|fyi|good call|withdrawal|"
                       r"fixing|fija|what time|holiday|anyone know|alguien sabe|short interest|borrow|ticket|blotter)\b")
+_CANCELLED_BID, _CANCELLED_OFFER = re.compile(r"\bbids?\b"), re.compile(r"\boffers?\b")
+# No side, no question word, but an amount after "in" or a "pls": asking for a price ('sn/1m in 100 usdjpy').
+_IMPLICIT_RFQ = re.compile(r"\bin \$?\d|\bpls\b|\bplease\b")
+_SWAP_WORDS = re.compile(r"\bswaps?\b|\b[bs]/[bs]\b")
 _WORK_ORDER = re.compile(r"\bcan you (?:work|rest|leave|execute|fill|buy|sell|get me)\b|\bwork it\b")
 _RFQ = re.compile(r"\b(2|two)[ -]?ways?\b|\bpx\b|\bprice\b|\bpricing\b|\bquote me\b|\bwhere\b|\bcan (i|you|we)\b|\?|"
                   r"\ban? (bid|offer)\b|\brfq\b|\bprecio\b|\bcotiza\w*|\bprix\b|\bkurs\b|\bshow me\b")
@@ -170,7 +174,7 @@ def extract_spans(text: str) -> dict:
 
     if asset_class is None and symbol is not None:  # an FX pair: the tenor words decide which product
         asset_class = "fx_spot"
-        if legs or re.search(r"\bswaps?\b|\b[bs]/[bs]\b", low):
+        if legs or _SWAP_WORDS.search(low):
             asset_class = "fx_swap"
         elif _OPTION.search(low):
             asset_class = "fx_option"
@@ -218,7 +222,7 @@ def _intent_and_side(low: str, has_quote: bool, has_price: bool) -> tuple[str, s
     side = "buy" if _BUY.search(low) else "sell" if _SELL.search(low) else None
     if _CANCEL.search(low):
         if side is None:  # 'pull my aussie bid': the order withdrawn was a buy
-            side = "buy" if re.search(r"\bbids?\b", low) else "sell" if re.search(r"\boffers?\b", low) else None
+            side = "buy" if _CANCELLED_BID.search(low) else "sell" if _CANCELLED_OFFER.search(low) else None
         return "cancel", side
     if _CHATTER.search(low) and not has_quote and not has_price:
         return "none", None
@@ -232,6 +236,6 @@ def _intent_and_side(low: str, has_quote: bool, has_price: bool) -> tuple[str, s
         return "order", side
     if _RFQ.search(low):
         return "rfq", "buy" if _RFQ_BUY.search(low) else "sell" if _RFQ_SELL.search(low) else side
-    if side is None and re.search(r"\bin \$?\d|\bpls\b|\bplease\b", low):  # 'sn/1m in 100 usdjpy'
+    if side is None and _IMPLICIT_RFQ.search(low):
         return "rfq", "two_way"
     return ("order", side) if side else ("none", None)
