@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         default=True,
         description="Send a result to review when the rule-based parser reads a field differently (a second opinion, ~0.2 ms).",
     )
+    cross_check_trust: float = Field(
+        default=0.99, ge=0.0,
+        description="A field the rules read differently still passes when the model's confidence in it is at least "
+                    "this (fitted on gold dev); above 1 = every disagreement goes to review.",
+    )
 
     # --- stream -----------------------------------------------------------
     broker_url: str = "kafka://localhost:9092"

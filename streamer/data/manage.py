@@ -88,7 +88,7 @@ def write_jsonl(path: str | Path, records: Iterable[Mapping]) -> int:
 
 def normalise_text(text: str) -> str:
     """What counts as 'the same message': case and runs of whitespace do not."""
-    return " ".join(text.lower().split())
+    return " ".join(text.casefold().split())
 
 
 def split_of(text: str, dev: float, test: float) -> str:

@@ -275,6 +275,8 @@ BONDS = (
     (("ust 30y", "UST 30Y"), ThirtySeconds(92), ("USD",)),
     (("T 4.5 05/34", "t 4.5 05/34"), ThirtySeconds(101), ("USD",)),
     (("T 4.25 11/34",), ThirtySeconds(99), ("USD",)),
+    (("T 4 1/8 11/32", "T 4 3/8 05/34", "t 4 1/8 11/32", "T 3 7/8 08/33"), ThirtySeconds(98), ("USD",)),
+    (("T 4.375 11/33", "T 4 3/4 02/37", "T 4.625 02/35", "T 3 1/2 02/33"), ThirtySeconds(97), ("USD",)),
     (("bund", "Bund", "BUND"), Decimals(99.5, 2, spread_ticks=(2, 15)), ("EUR",)),
     (("bund 10y",), Decimals(99.2, 3, spread_ticks=(5, 40)), ("EUR",)),
     (("DBR 2.6 08/34",), Decimals(100.4, 3, spread_ticks=(5, 40)), ("EUR",)),
@@ -297,7 +299,8 @@ RATES = (("sofr", 3.8, ("USD",)), ("estr", 2.4, ("EUR",)), ("sonia", 4.0, ("GBP"
 
 # root, level, places, tick
 FUTURES = (("ES", 5400, 2, 25), ("NQ", 19000, 2, 25), ("RTY", 2100, 1, 1), ("YM", 40000, 0, 1),
-           ("CL", 78, 2, 1), ("GC", 2350, 1, 1), ("RX", 131, 2, 1), ("FESX", 4950, 0, 1))
+           ("CL", 78, 2, 1), ("GC", 2350, 1, 1), ("RX", 131, 2, 1), ("FESX", 4950, 0, 1),
+           ("FGBL", 131, 2, 1), ("FGBM", 118, 2, 1))
 _FUTURE_MONTH_CODES = "FGHJKMNQUVXZ"
 _SPOKEN_FUTURES = ("ES", "NQ", "CL", "GC")
 _CONTRACT_COUNTS = ("1", "2", "5", "10", "10", "20", "25", "50", "100", "200", "15", "30")
@@ -322,6 +325,9 @@ COMMODITIES = (
     (("gold", "gold", "Gold", "GOLD"), Decimals(2350, 1, commas=True, spread_ticks=(2, 10)),
      ("100", "500", "1,000", "1000", "5k", "10k", "2,000"), ("oz", "ounces", "lots")),
     (("silver",), Decimals(29.5, 2, spread_ticks=(1, 8)), ("5k", "10k", "50k", "25,000"), ("oz", "ounces")),
+    (("xauusd", "XAUUSD"), Decimals(2350, 2, commas=True, spread_ticks=(10, 80)), ("100", "500", "1k", "5k", "10k"),
+     ("oz",)),
+    (("xagusd", "XAGUSD"), Decimals(29.5, 3, spread_ticks=(5, 40)), ("5k", "10k", "50k"), ("oz",)),
     (("platinum",), Decimals(980, 1, spread_ticks=(5, 30)), ("500", "1,000", "2k"), ("oz",)),
     (("palladium", "Palladium"), Decimals(1000, 1, spread_ticks=(5, 30)), ("100", "200", "500", "1,000"), ("oz",)),
     (("corn", "wheat", "soybeans"), Decimals(450, 2, spread_ticks=(1, 8)), ("10", "25", "50", "100"), ("lots",)),
@@ -337,7 +343,8 @@ COMMODITIES = (
 )
 
 
-_FX_SPELLINGS = {"{b}{q}": 34, "{B}{Q}": 24, "{b}/{q}": 14, "{B}/{Q}": 8, "{b} {q}": 9, "{B} {Q}": 3, "{b}-{q}": 3}
+_FX_SPELLINGS = {"{b}{q}": 34, "{B}{Q}": 24, "{b}/{q}": 14, "{B}/{Q}": 8, "{b} {q}": 9, "{B} {Q}": 3, "{b}-{q}": 3,
+                 "{B} against {Q}": 2, "{b} vs {q}": 1}
 _FX_REVERSED_SPELLINGS = {"{q}{b}": 4, "{q}/{b}": 1}
 
 
@@ -393,12 +400,13 @@ def _rates(rng: random.Random) -> Instrument:
 def _future(rng: random.Random) -> Instrument:
     root, level, places, tick = _pick(rng, FUTURES)
     month = rng.randrange(12)
-    if root in ("ES", "NQ", "RX", "FESX"):
+    if root in ("ES", "NQ", "RX", "FESX", "FGBL", "FGBM"):
         month = _pick(rng, (2, 5, 8, 11))
     if root in _SPOKEN_FUTURES and rng.random() < 0.3:
         surface = f"{root.lower()} {_MONTH_ABBR[month]}"
     else:
-        code = f"{root}{_FUTURE_MONTH_CODES[month]}{_pick(rng, (5, 6, 6))}"
+        gap = " " if len(root) > 2 and rng.random() < 0.4 else ""  # "FGBL Z5"
+        code = f"{root}{gap}{_FUTURE_MONTH_CODES[month]}{_pick(rng, (5, 6, 6))}"
         surface = code if rng.random() < 0.7 else code.lower()
     prices = Decimals(level, places, tick=tick, spread_ticks=(1, 3 if tick > 1 else 20), jitter=0.04)
     return Instrument("future", surface, _symbol_as_written(surface), prices,
@@ -414,10 +422,12 @@ def _crypto(rng: random.Random) -> Instrument:
             surface = _pick(rng, _CRYPTO_NAMES[code])
     else:
         quote = _pick(rng, ("USDT", "USDT", "USD", "USDC", "EUR"))
-        sep = _pick(rng, ("/", "/", "-", ""))
+        sep = _pick(rng, ("/", "/", "-", "", " vs "))
         surface = f"{code}{sep}{quote}"
         surface = surface.lower() if rng.random() < 0.7 else surface
-    return Instrument("crypto", surface, code + quote, Decimals(level, **price_kwargs), counts=counts)
+    usd = ("USD",) if quote == "USD" else ()
+    return Instrument("crypto", surface, code + quote, Decimals(level, **price_kwargs), counts=counts,
+                      notional_currencies=usd, currency_share=0.1)
 
 
 def _commodity(rng: random.Random) -> Instrument:
@@ -657,6 +667,12 @@ TEMPLATES: tuple[Template, ...] = tuple(
              "{side} {amount} {symbol} {legs}{ at?}",
              "{side} {symbol} {legs} swap in {amount}{ at?}",
              "{amount} {symbol} {legs} {post}{ at?}")
+    + _group("order", ("fx_spot", "equity", "future", "crypto", "commodity"),
+             "cxl/replace: my {amount} {symbol} {side} now {ot}", "cancel/replace: {side} {amount} {symbol} {ot}",
+             "c/r my {symbol} {side}: {amount} {ot}", "amend my {amount} {symbol} {side} to {ot}",
+             "replace my {symbol} order: {side} {amount} {ot}")
+    + _group("order", SWAPS_ONLY, "roll my {amount} {symbol} from spot to {tenor}", "roll {amount} {symbol} spot to {tenor}",
+             "pls roll my {symbol} position, {amount}, out to {tenor}", "roll the {amount} {symbol} to {tenor} pls")
     + _group("order", MULTILINGUAL, "{side} {amount} {symbol}{ when?}{ at?}{ cp?}", "{side} {symbol} {amount}{ ot?}",
              lang="fr")
     + _group("order", MULTILINGUAL, "{side} {amount} {symbol}{ when?}{ at?}{ cp?}", "{side} {symbol} {amount}{ ot?}",
@@ -699,7 +715,11 @@ TEMPLATES: tuple[Template, ...] = tuple(
              "who's bid for {amount} {symbol}{ when?}?", "can you show a bid for {amount} {symbol}{ when?}",
              side="sell")
     + _group("rfq", OPTIONS_ONLY, "{symbol} {tenor} vol {tw}", "{symbol} {tenor} {opt} px?",
-             "px on {symbol} {tenor} {opt} in {amount}")
+             "px on {symbol} {tenor} {opt} in {amount}", "{symbol} {tenor} {strike} strike px?",
+             "{symbol} {tenor} {strike} strike {tw}", "{tenor} {symbol} vol px?", "{symbol} {tenor} vol?",
+             "px {symbol} {tenor} {strike} strike in {amount}")
+    + _group("rfq", CASH, "2w px {amount} {symbol}", "2w {symbol} {amount}?", "2w in {amount} {symbol}{ when?} pls")
+    + _group("rfq", SWAPS_ONLY, "{legs} in {amount} {symbol}", "{legs} {symbol} {amount} {tw}")
     + _group("rfq", CASH, "what's your offer in {amount} {symbol}{ when?}?", "any offers in {amount} {symbol}{ when?}?",
              side="buy")
     + _group("rfq", CASH, "your bid in {amount} {symbol}{ when?}?", "any bids for {amount} {symbol}{ when?}?",
@@ -730,7 +750,8 @@ TEMPLATES: tuple[Template, ...] = tuple(
              "{symbol} {amount}{ when?}: {bid}/{ask}",
              "{symbol} {bid} / {ask}",
              "{symbol} {bid}/{ask} good for {amount}",
-             "{cpf} {symbol}{ when?} {bid}/{ask}")
+             "{cpf} {symbol}{ when?} {bid}/{ask}",
+             "{symbol}{ when?} {bid}-{ask}", "my px {symbol} {bid}-{ask}", "{bid}-{ask} in {amount} {symbol}")
     + _group("quote", CASH, "offer {amount} {symbol}{ when?} at {price}{ cp?}",
              "offer {amount} {symbol}{ when?} @ {price}", "can offer {amount} {symbol}{ when?} at {price}",
              "I can offer {amount} {symbol}{ when?} at {price}",
@@ -799,12 +820,16 @@ TEMPLATES: tuple[Template, ...] = tuple(
              "{ment} offered all morning, no bids", "stops in {ment} below {lvl}", "{ment} paid at {lvl} in the market",
              "sorry, wrong chat", "{who} called about the {ment} confirm")
     + _group("none", (), "bonjour l'équipe", "le {ment} est lourd ce matin", "merci pour l'aide", lang="fr")
-    + _group("none", (), "buenos días", "el {ment} sube mucho hoy", lang="es")
-    + _group("none", (), "Guten Morgen zusammen", "{ment} fällt nach den Daten", lang="de")
+    + _group("none", (), "quelqu'un sait à quelle heure fixe le {ment} ?", "le {ment} a cassé {lvl}", lang="fr")
+    + _group("none", (), "buenos días", "el {ment} sube mucho hoy", "¿alguien sabe a qué hora fija el {ment} hoy?",
+             "¿cómo cerró el {ment} ayer?", lang="es")
+    + _group("none", (), "Guten Morgen zusammen", "{ment} fällt nach den Daten", "weiß jemand, wann {ment} heute fixt?",
+             lang="de")
 )
 
 _KNOWN_SLOTS = set(SPAN_FIELDS) | set(SIDE_SLOTS) | {
-    "amount", "when", "at", "ot", "otn", "cp", "cpf", "legs", "opt", "optq", "tw", "ment", "lvl", "num", "who"}
+    "amount", "when", "at", "ot", "otn", "cp", "cpf", "legs", "opt", "optq", "strike", "tw", "ment", "lvl", "num",
+    "who"}
 for _template in TEMPLATES:
     assert set(_template.slots) <= _KNOWN_SLOTS, _template.pattern
 
@@ -902,8 +927,8 @@ def _fill(rng: random.Random, template: Template, asset_class: str | None, instr
             years = _pick(rng, (2, 3, 5, 5, 7, 10, 10, 15, 20, 30))
             text = _pick(rng, (f"{years}y", f"{years}y", f"{years}yr", f"{years} year", f"{years}Y"))
             expected["tenor"] = f"{years}Y"
-        elif rng.random() < 0.06:
-            text, expected["tenor"] = "o/n", "ON"
+        elif rng.random() < 0.1:
+            text, expected["tenor"] = _pick(rng, (("o/n", "ON"), ("o/n", "ON"), ("overnight", "ON")))
         else:
             text, expected["tenor"] = _period(rng, _pick(rng, ("W", "M", "M", "M", "Y")))
         fills["tenor"] = _Span("tenor", text)
@@ -913,6 +938,7 @@ def _fill(rng: random.Random, template: Template, asset_class: str | None, instr
         prices = Decimals(rng.uniform(2, 80), _pick(rng, (1, 2)), spread_ticks=(3, 30), jitter=0.0)
     if "opt" in slots:
         fills["opt"] = _pick(rng, _OPTION_STRUCTURES)
+    if "opt" in slots or "strike" in slots:
         fills["strike"] = instrument.prices.price(rng)[0]
     if "optq" in slots:
         structure = _pick(rng, tuple(_VOL_STRUCTURES))

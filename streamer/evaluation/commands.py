@@ -15,7 +15,7 @@ from streamer.cli import load_parser, model_options, settings_from
 
 # --config keys and the Settings field each one sets.
 CONFIG_KEYS = {"model": "model_path", "adapter": "adapter_path", "prompt": "prompt_version",
-               "threshold": "confidence_threshold", "cross_check": "rules_cross_check"}
+               "threshold": "confidence_threshold", "cross_check": "rules_cross_check", "trust": "cross_check_trust"}
 _SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
@@ -45,11 +45,11 @@ def parse_config(text: str) -> EvalConfig:
             raise click.BadParameter(
                 f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(CONFIG_KEYS)}, or 'baseline'"
             )
-        if key == "threshold":
+        if key in ("threshold", "trust"):
             try:
                 value = float(value)
             except ValueError:
-                raise click.BadParameter(f"{text!r}: threshold must be a number, got {value!r}") from None
+                raise click.BadParameter(f"{text!r}: {key} must be a number, got {value!r}") from None
         if key == "cross_check":
             if value.lower() not in _SWITCH:
                 raise click.BadParameter(f"{text!r}: cross_check must be on or off, got {value!r}")
@@ -76,8 +76,8 @@ def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
 @click.option("--baseline", is_flag=True, help="Evaluate the rule-based parser (no model) instead of the model.")
 @click.option("--config", "--compare", "configs", multiple=True, metavar="NAME:SPEC", callback=_parse_configs,
               help="A named configuration; repeat it to compare several side by side. SPEC is 'baseline' or "
-                   "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold, cross_check (on|off); empty SPEC = the "
-                   "options given on the command line.")
+                   "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold, cross_check (on|off), "
+                   "trust; empty SPEC = the options given on the command line.")
 @model_options
 def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, baseline: bool,
                  configs: list[EvalConfig], **options) -> None:
@@ -145,6 +145,7 @@ def _evaluate(config: EvalConfig, examples, options: dict, console):
             "kind": "llm", "model": parser.model.path.name, "model_sha256": parser.model.sha256,
             "adapter": parser.adapter_id, "prompt_version": parser.prompt_version,
             "confidence_threshold": settings.confidence_threshold, "rules_cross_check": settings.rules_cross_check,
+            "cross_check_trust": settings.cross_check_trust,
             "overrides": {k: str(v) for k, v in config.overrides.items()},
         }
     try:

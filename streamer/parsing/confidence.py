@@ -7,8 +7,10 @@ intent requires but lacks, and several trades in one message are named
 reasons; a field with a problem scores 0. The overall confidence is the lowest
 field score, and anything under the threshold, or with a reason, goes to review.
 A second opinion (the rule-based parser) that reads a field differently is a
-problem too (`rules_disagree`): token probabilities of a small model are
-over-confident on its systematic mistakes, and the rules make different ones.
+problem too (`rules_disagree`) unless the model is near-certain of that field:
+token probabilities of a small model are over-confident on its systematic
+mistakes, and the rules make different ones, but where the model is sure the
+rules are more often the ones missing a phrasing.
 """
 
 from __future__ import annotations
@@ -105,6 +107,14 @@ def low_confidence_reasons(scores: dict[str, float], threshold: float, already: 
     ]
 
 
+def doubted(disagreements: list[Reason], scores: Mapping[str, float], trust: float, already: set[str]) -> list[Reason]:
+    """The disagreements that count: fields the model is less than `trust` sure of.
+
+    Where the model is near-certain and the rules differ, the rules are usually
+    the ones missing a phrasing (fitted on gold dev: docs/evaluation.md); a
+    field that already failed keeps its first reason.
+    """
+    return [r for r in disagreements if r.field not in already and scores.get(r.field, 0.0) < trust]
 
 
 def same_value(a: object, b: object) -> bool:

@@ -146,14 +146,17 @@ class Parser:
         reasons += confidence.missing_required(values["intent"], values)
         if extraction.multiple_trades:
             reasons.append(Reason(code="multiple_trades", detail="one message holds several trades"))
-        if self.settings.rules_cross_check:
-            checked = {r.field for r in reasons if r.field}
-            reasons += [r for r in confidence.disagreements(values, rules.second_opinion(message.text, reference))
-                        if r.field not in checked]
-
         probs = confidence.span_probabilities(ranges, logprobs, confidence.value_spans(output, EXTRACTION_FIELDS))
         failed = {r.field for r in reasons if r.field}
         scores = confidence.field_confidence(values["intent"], probs, failed, normalized.derived_from)
+        if self.settings.rules_cross_check:
+            second = rules.second_opinion(message.text, reference)
+            doubted = confidence.doubted(confidence.disagreements(values, second), scores,
+                                         self.settings.cross_check_trust, failed)
+            for reason in doubted:
+                scores[reason.field] = 0.0
+            reasons += doubted
+            failed |= {r.field for r in doubted}
         if extraction.multiple_trades:
             scores["multiple_trades"] = 0.0
         reasons += confidence.low_confidence_reasons(scores, threshold, failed)

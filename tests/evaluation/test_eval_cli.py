@@ -108,6 +108,7 @@ def test_compare_mode_puts_configurations_side_by_side(tmp_path):
     (["--config", "x:temperature=0"], None, "expected KEY=VALUE"),
     (["--config", "x:threshold=high"], None, "threshold must be a number"),
     (["--config", "x:cross_check=maybe"], None, "cross_check must be on or off"),
+    (["--config", "x:trust=high"], None, "trust must be a number"),
     (["--baseline", "--no-cross-check"], None, "--baseline runs no model; drop --cross-check"),
     (["--config", "bad name:baseline"], None, "NAME must be"),
     (["--config", "a:baseline", "--config", "a:adapter=none"], None, "must be unique"),

@@ -1,5 +1,7 @@
 """The parser through the real bundled model and the real llama.cpp."""
 
+import math
+
 import pytest
 
 from schemas import ChatMessage, LowConfidence, Trade
@@ -83,13 +85,19 @@ _MISSED_PRICE = (b'{"intent":"order","side":"buy","asset_class":"fx_forward","sy
                  b'"counterparty":null,"multiple_trades":false}')
 
 
-@pytest.mark.parametrize("cross_check, kind", [(True, "low_confidence"), (False, "trade")])
-def test_rules_cross_check_reviews_what_the_rules_read_differently(default_parser, monkeypatch, cross_check, kind):
+@pytest.mark.parametrize("cross_check, token_probability, kind", [
+    (True, 0.95, "low_confidence"),  # the model is fairly sure, the rules differ: review
+    (True, 1.0, "trade"),            # the model is certain: the disagreement is overruled
+    (False, 0.95, "trade"),
+])
+def test_rules_cross_check_reviews_what_the_rules_read_differently(default_parser, monkeypatch, cross_check,
+                                                                    token_probability, kind):
     monkeypatch.setattr(default_parser.settings, "rules_cross_check", cross_check)
+    monkeypatch.setattr(default_parser.settings, "cross_check_trust", 0.99)
     ranges = [(i, i + 1) for i in range(len(_MISSED_PRICE))]
     result = default_parser._decide(ChatMessage(text="buy 10m cable 1w @ 1.2710"), _MISSED_PRICE, ranges,
-                                    [0.0] * len(ranges), None, None)
+                                    [math.log(token_probability)] * len(ranges), None, None)
     assert result.kind == kind
-    if cross_check:
+    if kind == "low_confidence":
         assert [(r.code, r.field) for r in result.reasons] == [("rules_disagree", "price")]
         assert result.trade.field_confidence["price"] == 0.0 and result.trade.price is None

@@ -1,0 +1,23 @@
+"""`--config NAME:SPEC` parsing, table-style (no model is loaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import streamer.cli  # noqa: F401  the CLI registers its subcommand modules; import it first
+from streamer.evaluation.commands import EvalConfig, parse_config
+
+
+@pytest.mark.parametrize("text, config", [
+    ("rules:baseline", EvalConfig("rules", baseline=True)),
+    ("default", EvalConfig("default")),
+    ("base:adapter=none,cross_check=off", EvalConfig("base", overrides={"adapter_path": "none",
+                                                                        "rules_cross_check": False})),
+    ("strict:threshold=0.6, trust=1.01", EvalConfig("strict", overrides={"confidence_threshold": 0.6,
+                                                                          "cross_check_trust": 1.01})),
+    ("big:model=models/x.gguf", EvalConfig("big", overrides={"model_path": Path("models/x.gguf")})),
+])
+def test_parse_config(text, config):
+    assert parse_config(text) == config
