@@ -154,6 +154,11 @@ def test_every_template_renders_valid_grounded_records(template):
     ("pls", r"\bpls\b"), ("thx", r"\bthx\b"), ("question", r"\?$"), ("bang", r"!!$"),
     ("french", r"\b(achète|vends)\b"), ("spanish", r"\b(compra|vendo)\b"), ("german", r"\b(kaufe|verkaufe)\b"),
     ("swap legs", r"\b(spot|sn|tom|tn|1w|1m|3m|6m)/\d"), ("option", r"\b(call|put|straddle|rr)\b"),
+    ("strike only", r"\bstrike (px|2|two)"), ("vol only", r"\bvol\b"), ("cancel/replace", r"\b(cxl|cancel)/replace\b"),
+    ("roll", r"\broll\b"), ("2w = two-way", r"^2w (px|in)\b"), ("against", r"\bagainst\b"),
+    ("crypto vs", r"\b(btc|eth|sol|xrp|doge|ada|avax|link) vs\b"), ("dollar crypto", r"\$\d+(\.\d)?m\b"),
+    ("coupon fraction", r"\bt \d \d/8\b"), ("eurex apart", r"\bfgb[lm] [a-z]\d\b"), ("xau", r"\bxa[ug]usd\b"),
+    ("dash quote", r"\b\d\.\d{4}-\d{2}\b"), ("spanish chatter", r"\balguien\b"),
 ])
 def test_phrasing_feature_occurs(texts, feature, pattern):
     flags = 0 if re.search(r"[A-Z]", pattern) else re.IGNORECASE
