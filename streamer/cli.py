@@ -31,8 +31,8 @@ def model_options(fn):
         click.option("--cross-check/--no-cross-check", "rules_cross_check", default=None,
                      help="Review results the rule-based parser reads differently (default on; env STREAMER_RULES_CROSS_CHECK)."),
         click.option("--cross-check-trust", type=float, default=None,
-                     help="Model confidence at which a field the rules read differently still passes (default 0.99; "
-                          ">1 = never)."),
+                     help="Model confidence at which a field the rules read differently still passes (default: "
+                          "never; 0.99 fits gold dev)."),
         click.option("--n-gpu-layers", type=int, default=None, help="Layers to offload to a GPU (-1 = all)."),
         click.option("--n-threads", type=int, default=None, help="CPU threads for llama.cpp."),
     ]):

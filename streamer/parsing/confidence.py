@@ -7,10 +7,9 @@ intent requires but lacks, and several trades in one message are named
 reasons; a field with a problem scores 0. The overall confidence is the lowest
 field score, and anything under the threshold, or with a reason, goes to review.
 A second opinion (the rule-based parser) that reads a field differently is a
-problem too (`rules_disagree`) unless the model is near-certain of that field:
-token probabilities of a small model are over-confident on its systematic
-mistakes, and the rules make different ones, but where the model is sure the
-rules are more often the ones missing a phrasing.
+problem too (`rules_disagree`): token probabilities of a small model are
+over-confident on its systematic mistakes, and the rules make different ones.
+An optional trust level lets a near-certain model overrule the rules.
 """
 
 from __future__ import annotations
@@ -107,14 +106,17 @@ def low_confidence_reasons(scores: dict[str, float], threshold: float, already: 
     ]
 
 
-def doubted(disagreements: list[Reason], scores: Mapping[str, float], trust: float, already: set[str]) -> list[Reason]:
-    """The disagreements that count: fields the model is less than `trust` sure of.
+def doubted(disagreements: list[Reason], scores: Mapping[str, float], trust: float | None,
+            already: set[str]) -> list[Reason]:
+    """The disagreements that count: all of them, or (with a `trust`) fields the model is less sure of.
 
-    Where the model is near-certain and the rules differ, the rules are usually
-    the ones missing a phrasing (fitted on gold dev: docs/evaluation.md); a
-    field that already failed keeps its first reason.
+    Where the model is near-certain and the rules differ, the rules are more
+    often the ones missing a phrasing, so a trust level trades silent errors for
+    fewer flags (docs/evaluation.md). A field that already failed keeps its
+    first reason.
     """
-    return [r for r in disagreements if r.field not in already and scores.get(r.field, 0.0) < trust]
+    return [r for r in disagreements
+            if r.field not in already and (trust is None or scores.get(r.field, 0.0) < trust)]
 
 
 def same_value(a: object, b: object) -> bool:

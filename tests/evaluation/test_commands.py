@@ -15,8 +15,8 @@ from streamer.evaluation.commands import EvalConfig, parse_config
     ("default", EvalConfig("default")),
     ("base:adapter=none,cross_check=off", EvalConfig("base", overrides={"adapter_path": "none",
                                                                         "rules_cross_check": False})),
-    ("strict:threshold=0.6, trust=1.01", EvalConfig("strict", overrides={"confidence_threshold": 0.6,
-                                                                          "cross_check_trust": 1.01})),
+    ("lenient:threshold=0.6, trust=0.99", EvalConfig("lenient", overrides={"confidence_threshold": 0.6,
+                                                                            "cross_check_trust": 0.99})),
     ("big:model=models/x.gguf", EvalConfig("big", overrides={"model_path": Path("models/x.gguf")})),
 ])
 def test_parse_config(text, config):

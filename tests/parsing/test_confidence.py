@@ -30,7 +30,7 @@ def test_disagreements(second, fields):
 @pytest.mark.parametrize("scores, trust, already, doubted_fields", [
     ({"price": 0.80, "side": 0.999}, 0.99, set(), ["price"]),          # sure of the side: the rules are overruled
     ({"price": 0.99, "side": 0.99}, 0.99, set(), []),                  # at the trust level passes
-    ({"price": 1.0, "side": 1.0}, 1.01, set(), ["side", "price"]),     # above 1: every disagreement counts
+    ({"price": 1.0, "side": 1.0}, None, set(), ["side", "price"]),     # no trust: every disagreement counts
     ({"price": 0.2, "side": 0.2}, 0.99, {"price"}, ["side"]),          # a failed field keeps its first reason
     ({"side": 0.999}, 0.99, set(), ["price"]),                         # unscored field: no confidence to trust
 ])

@@ -85,15 +85,16 @@ _MISSED_PRICE = (b'{"intent":"order","side":"buy","asset_class":"fx_forward","sy
                  b'"counterparty":null,"multiple_trades":false}')
 
 
-@pytest.mark.parametrize("cross_check, token_probability, kind", [
-    (True, 0.95, "low_confidence"),  # the model is fairly sure, the rules differ: review
-    (True, 1.0, "trade"),            # the model is certain: the disagreement is overruled
-    (False, 0.95, "trade"),
+@pytest.mark.parametrize("cross_check, trust, token_probability, kind", [
+    (True, None, 1.0, "low_confidence"),  # default: every disagreement goes to review
+    (True, 0.99, 0.95, "low_confidence"),  # the model is fairly sure, the rules differ: review
+    (True, 0.99, 1.0, "trade"),            # the model is certain: the disagreement is overruled
+    (False, None, 0.95, "trade"),
 ])
-def test_rules_cross_check_reviews_what_the_rules_read_differently(default_parser, monkeypatch, cross_check,
+def test_rules_cross_check_reviews_what_the_rules_read_differently(default_parser, monkeypatch, cross_check, trust,
                                                                     token_probability, kind):
     monkeypatch.setattr(default_parser.settings, "rules_cross_check", cross_check)
-    monkeypatch.setattr(default_parser.settings, "cross_check_trust", 0.99)
+    monkeypatch.setattr(default_parser.settings, "cross_check_trust", trust)
     ranges = [(i, i + 1) for i in range(len(_MISSED_PRICE))]
     result = default_parser._decide(ChatMessage(text="buy 10m cable 1w @ 1.2710"), _MISSED_PRICE, ranges,
                                     [math.log(token_probability)] * len(ranges), None, None)
