@@ -303,6 +303,7 @@ FUTURES = (("ES", 5400, 2, 25), ("NQ", 19000, 2, 25), ("RTY", 2100, 1, 1), ("YM"
            ("FGBL", 131, 2, 1), ("FGBM", 118, 2, 1))
 _FUTURE_MONTH_CODES = "FGHJKMNQUVXZ"
 _SPOKEN_FUTURES = ("ES", "NQ", "CL", "GC")
+_QUARTERLY_FUTURES = ("ES", "NQ", "RX", "FESX", "FGBL", "FGBM")  # listed for Mar/Jun/Sep/Dec only
 _CONTRACT_COUNTS = ("1", "2", "5", "10", "10", "20", "25", "50", "100", "200", "15", "30")
 
 # code, typical USD price, price model kwargs, counts
@@ -400,7 +401,7 @@ def _rates(rng: random.Random) -> Instrument:
 def _future(rng: random.Random) -> Instrument:
     root, level, places, tick = _pick(rng, FUTURES)
     month = rng.randrange(12)
-    if root in ("ES", "NQ", "RX", "FESX", "FGBL", "FGBM"):
+    if root in _QUARTERLY_FUTURES:
         month = _pick(rng, (2, 5, 8, 11))
     if root in _SPOKEN_FUTURES and rng.random() < 0.3:
         surface = f"{root.lower()} {_MONTH_ABBR[month]}"
