@@ -26,6 +26,7 @@ from streamer.parsing.normalize import (
     FX_SLANG,
     ISO_CURRENCIES,
     SPAN_FIELDS,
+    OPPOSITE_SIDE,
     NormalizationError,
     base_currency,
     normalize_currency,
@@ -36,6 +37,7 @@ from streamer.parsing.normalize import (
     normalize_symbol,
     normalize_tenor,
     split_amount_currency,
+    written_reversed,
 )
 
 MAX_NGRAM_WORDS = 4
@@ -216,9 +218,13 @@ def extraction_for(record: dict, failures: Counter | None = None) -> Extraction 
         except LookupError as err:
             failures[f"ungrounded:{err.args[0]}"] += 1
             return None
+    side = expected.get("side")
+    if expected.get("asset_class") in FX_CLASSES and spans.get("symbol") and expected.get("symbol") \
+            and written_reversed(spans["symbol"], expected["symbol"]):
+        side = OPPOSITE_SIDE.get(side, side)  # the model copies the side as written; the normalizer flips it
     try:
         extraction = Extraction(
-            intent=intent, side=expected.get("side"), asset_class=expected.get("asset_class"),
+            intent=intent, side=side, asset_class=expected.get("asset_class"),
             order_type=expected.get("order_type"), multiple_trades=multiple, **spans,
         )
     except ValidationError as err:

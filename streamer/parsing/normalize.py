@@ -132,7 +132,7 @@ def written_reversed(span: str, pair: str) -> bool:
     return len(letters) == 6 and letters == pair[3:] + pair[:3] and letters != pair
 
 
-_OPPOSITE_SIDE = {"buy": "sell", "sell": "buy"}
+OPPOSITE_SIDE = {"buy": "sell", "sell": "buy"}
 
 
 def normalize_crypto(span: str) -> str:
@@ -501,7 +501,7 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     out["symbol"] = attempt("symbol", normalize_symbol, asset_class)
     if asset_class in FX_CLASSES and out["symbol"] and written_reversed(raw["symbol"], out["symbol"]):
         # selling JPY against USD is buying USDJPY: the side follows the market-order pair
-        out["side"] = _OPPOSITE_SIDE.get(out["side"], out["side"])
+        out["side"] = OPPOSITE_SIDE.get(out["side"], out["side"])
     out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
     out["price"] = attempt("price", normalize_price)
     out["tenor"] = attempt("tenor", normalize_tenor, reference)

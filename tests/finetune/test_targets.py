@@ -86,6 +86,21 @@ def test_synthetic_spans_are_used_verbatim():
     assert (target.symbol, target.quantity, target.price) == ("Esh5", "25", "5602.75")
 
 
+@pytest.mark.parametrize("text, expected_side, written_side", [
+    ("sell 3m jpyusd", "buy", "sell"),   # selling JPY against USD is buying USDJPY
+    ("buy 5 cadusd", "sell", "buy"),
+    ("cxl my usdjpy", None, None),       # market order and no side: nothing to flip
+])
+def test_a_reversed_pair_keeps_the_side_as_written(text, expected_side, written_side):
+    """The model copies the side as written; the normalizer flips it with the pair (docs/CONVENTIONS.md)."""
+    pair = "USDCAD" if "cad" in text else "USDJPY"
+    intent = "cancel" if text.startswith("cxl") else "order"
+    rec = record(text, intent=intent, side=expected_side, asset_class="fx_spot", symbol=pair, currency="USD",
+                 quantity=None if intent == "cancel" else (3_000_000 if "3m" in text else 5_000_000))
+    target = extraction_for(rec)
+    assert target is not None and target.side == written_side
+
+
 def test_intent_none_has_every_field_null():
     target = extraction_for(record("cable looking heavy into the close", intent="none"))
     assert target.to_json_text() == (

@@ -1,0 +1,72 @@
+"""The committed datasets keep their promises: valid records, current manifest, stable splits, no test leakage.
+
+Deterministic checks over the files in datasets/ (no model): a hand edit that breaks
+a line, forgets the manifest or re-splits a message fails here, not in a training run.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from schemas import CONTRACT_FIELDS, TradeFields
+from streamer.data.manage import file_manifest, normalise_text, read_jsonl, split_records
+from streamer.finetune.targets import build_targets
+
+DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+MANIFEST = DATASETS / "manifest.json"
+
+# (whole file, split fractions used to cut it) -> splits/<stem>_<name>.jsonl
+SPLIT_SOURCES = [("gold.jsonl", 0.15, 0.5), ("hand.jsonl", 0.17, 0.0)]
+TRAINING_FILES = ["synth_train.jsonl", "splits/gold_train.jsonl", "splits/hand_train.jsonl"]
+HELD_OUT = "splits/gold_test.jsonl"
+
+
+def _manifest() -> dict:
+    import json
+
+    return json.loads(MANIFEST.read_text(encoding="utf-8"))["files"]
+
+
+@pytest.mark.parametrize("name", sorted(_manifest()))
+def test_manifest_matches_the_file(name):
+    listed = _manifest()[name]
+    path = DATASETS.parent / name
+    assert file_manifest(path)["sha256"] == listed["sha256"], f"{name} changed: rerun `streamer data manifest`"
+
+
+@pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl"])
+def test_annotated_records_are_valid(name):
+    records = read_jsonl(DATASETS / name)
+    ids = [r["id"] for r in records]
+    assert len(ids) == len(set(ids)), "ids are unique"
+    assert len({normalise_text(r["text"]) for r in records}) == len(records), "texts are unique"
+    for record in records:
+        expected = record["expected"]
+        assert set(expected) == set(CONTRACT_FIELDS), record["id"]
+        TradeFields.model_validate(expected)
+        if expected["intent"] == "none":
+            assert all(expected[f] is None for f in CONTRACT_FIELDS if f != "intent"), record["id"]
+
+
+@pytest.mark.parametrize(("source", "dev", "test"), SPLIT_SOURCES)
+def test_splits_are_the_hash_split_of_the_whole_file(source, dev, test):
+    stem = source.removesuffix(".jsonl")
+    splits = split_records(read_jsonl(DATASETS / source), dev=dev, test=test)
+    for name, records in splits.items():
+        path = DATASETS / "splits" / f"{stem}_{name}.jsonl"
+        committed = read_jsonl(path) if path.exists() else []
+        assert [r["id"] for r in committed] == [r["id"] for r in records], f"{path.name} is not the split of {source}"
+
+
+@pytest.mark.parametrize("name", TRAINING_FILES)
+def test_training_files_do_not_contain_held_out_messages(name):
+    held_out = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / HELD_OUT)}
+    leaked = [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in held_out]
+    assert leaked == []
+
+
+def test_every_hand_annotated_record_is_trainable():
+    """hand.jsonl was written for training: each annotation must reproduce through the normalizer."""
+    records = read_jsonl(DATASETS / "hand.jsonl")
+    pairs, failures = build_targets(records)
+    assert (len(pairs), dict(failures)) == (len(records), {})
