@@ -136,11 +136,11 @@ OPPOSITE_SIDE = {"buy": "sell", "sell": "buy"}
 
 
 def normalize_crypto(span: str) -> str:
-    """'btc' -> BTCUSD, 'eth/usdt' -> ETHUSDT, 'bitcoin' -> BTCUSD."""
+    """'btc' -> BTCUSD, 'eth/usdt' -> ETHUSDT, 'ethbtc' -> ETHBTC, 'bitcoin' -> BTCUSD."""
     parts = [p for p in re.split(r"[\s/\-:]+", _squash(span)) if p and p not in ("vs", "v", "against")]
     if len(parts) == 1 and parts[0].upper() not in _CRYPTO_CODES:
         word = parts[0]
-        for quote in ("usdt", "usdc", "usd", "eur"):
+        for quote in ("usdt", "usdc", "usd", "eur", "btc", "eth"):
             if word.endswith(quote) and word[: -len(quote)] in CRYPTO_NAMES:
                 parts = [word[: -len(quote)], quote]
                 break
@@ -156,8 +156,12 @@ def normalize_crypto(span: str) -> str:
     return base + quote
 
 
+_ELISION = re.compile(r"^[ld]['’](?=[a-z])", re.IGNORECASE)  # French "l'estr", "d'eurgbp"
+
+
 def normalize_symbol(span: str, asset_class: str | None) -> str:
     """Contract symbol for a span, by asset class (see docs/CONVENTIONS.md)."""
+    span = _ELISION.sub("", span.strip())
     if asset_class in FX_CLASSES:
         return normalize_fx_pair(span)
     if asset_class == "crypto":
@@ -199,19 +203,21 @@ _MULTIPLIERS = {
 _COUNT_UNITS = {
     "shares", "share", "shs", "sh", "lots", "lot", "contracts", "contract", "cts", "ct", "oz", "ozs", "ounces",
     "bbl", "bbls", "barrels", "tonnes", "tons", "t", "mt", "coins", "coin", "units", "acciones", "aktien",
-    "actions", "x", "lotes",
+    "actions", "x", "lotes", "onzas", "onces", "unzen", "barriles", "barils", "toneladas", "tonnen",
 } | set(CRYPTO_NAMES)
 _WORD_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                  "eight": 8, "nine": 9, "ten": 10, "half a": 0.5, "un": 1, "une": 1, "uno": 1, "una": 1, "ein": 1, "eine": 1}
 
 
 def parse_number(text: str) -> Decimal:
-    """'1,200' -> 1200, '2.5' -> 2.5, '2,5' -> 2.5 (European decimal), '1.200.000' -> 1200000."""
+    """'1,200' -> 1200, '2.5' -> 2.5, '2,5' -> 2.5 (European decimal), '1.200.000' -> 1200000, '2.340,50' -> 2340.5."""
     t = text.strip().replace("_", "").replace("'", "").replace(" ", "")
     if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", t):
         t = t.replace(",", "")
     elif re.fullmatch(r"\d{1,3}(\.\d{3}){2,}", t):
         t = t.replace(".", "")
+    elif re.fullmatch(r"\d{1,3}(\.\d{3})+,\d+", t):  # European: 2.340,50
+        t = t.replace(".", "").replace(",", ".")
     elif re.fullmatch(r"\d+,\d+", t):
         t = t.replace(",", ".")
     try:
@@ -332,7 +338,8 @@ def normalize_quote(bid_span: str, ask_span: str) -> tuple[float, float]:
 _NAMED_TENORS = {
     "spot": "SPOT", "sp": "SPOT", "spt": "SPOT", "today": "ON", "tod": "ON",
     "tom": "TOM", "tomorrow": "TOM", "tn": "TN", "t/n": "TN", "tom next": "TN", "tom/next": "TN", "tomnext": "TN",
-    "on": "ON", "o/n": "ON", "overnight": "ON", "sn": "SN", "s/n": "SN", "spot next": "SN", "spot/next": "SN",
+    "tom-next": "TN", "on": "ON", "o/n": "ON", "overnight": "ON", "over-night": "ON", "sn": "SN", "s/n": "SN",
+    "spot next": "SN", "spot/next": "SN", "spot-next": "SN",
 }
 _UNIT_LETTER = {}
 for _letter, _words in {

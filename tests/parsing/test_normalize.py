@@ -34,6 +34,9 @@ REF = date(2026, 11, 25)
     ("eth/usdt", "crypto", "ETHUSDT"),
     ("ethusdt", "crypto", "ETHUSDT"),
     ("sol-eur", "crypto", "SOLEUR"),
+    ("ethbtc", "crypto", "ETHBTC"),
+    ("l'estr", "rates_swap", "ESTR"),  # French elision
+    ("d’eurgbp", "fx_spot", "EURGBP"),
     ("aapl", "equity", "AAPL"),
     ("$tsla", "equity", "TSLA"),
     ("ESZ5", "future", "ESZ5"),
@@ -78,6 +81,9 @@ def test_symbol_unknown(span, asset_class):
     ("10 mio eur", "bond", 10_000_000),
     ("1.200.000", "equity", 1_200_000),
     ("3.000 acciones", "equity", 3000),
+    ("500 onzas", "commodity", 500),
+    ("1.000 Unzen", "commodity", 1000),
+    ("20 barriles", "commodity", 20),
 ])
 def test_quantity(span, asset_class, expected):
     assert normalize_quantity(span, asset_class) == pytest.approx(expected, rel=1e-12)
@@ -94,6 +100,7 @@ def test_quantity_errors(span, code):
 @pytest.mark.parametrize("span, expected", [
     ("1.2710", 1.2710), ("@ 1.2710", 1.2710), ("at 187.5", 187.5), ("67k", 67000), ("99-16", 99.5),
     ("99-16+", 99.515625), ("99-162", 99.5078125), ("101-00", 101.0), ("$187.50", 187.5), ("1,0850", 1.085), (".5930", 0.593), ("-110", -110.0), ("+4.5", 4.5),
+    ("2.340,50", 2340.5),
 ])
 def test_price(span, expected):
     assert normalize_price(span) == pytest.approx(expected, rel=1e-12)
@@ -126,6 +133,7 @@ def test_quote(bid, ask, expected):
     ("1y", "1Y"), ("10yr", "10Y"), ("one month", "1M"), ("3 mois", "3M"), ("1w/2w", "2W"), ("sn/1m", "1M"),
     ("15 dec", "2026-12-15"), ("dec 15th", "2026-12-15"), ("3 jan", "2027-01-03"), ("25 nov", "2026-11-25"),
     ("15/12", "2026-12-15"), ("2027-03-19", "2027-03-19"), ("15 Dec 2027", "2027-12-15"), ("15. Dez", "2026-12-15"),
+    ("tom-next", "TN"), ("spot-next", "SN"),
 ])
 def test_tenor(span, expected):
     assert normalize_tenor(span, REF) == expected
