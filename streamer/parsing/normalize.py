@@ -156,6 +156,11 @@ def normalize_crypto(span: str) -> str:
     return base + quote
 
 
+def normalize_counterparty(span: str) -> str:
+    """As written, less edge punctuation and a possessive: "BofA's" -> BofA, "Barclays." -> Barclays."""
+    return re.sub(r"['’]s$", "", span.strip().strip(".,!?:;")).strip()
+
+
 _ELISION = re.compile(r"^[ld]['’](?=[a-z])", re.IGNORECASE)  # French "l'estr", "d'eurgbp"
 
 
@@ -518,7 +523,7 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
             out["asset_class"] = by_tenor
             derived["asset_class"] = derived.get("asset_class", ("asset_class",)) + ("tenor",)
     if raw.get("counterparty"):
-        out["counterparty"] = raw["counterparty"].strip()
+        out["counterparty"] = normalize_counterparty(raw["counterparty"]) or None
 
     if raw.get("bid") is not None and raw.get("ask") is not None:
         try:

@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from streamer.parsing.normalize import (
-    NormalizationError, implied_asset_class, is_grounded, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
+    NormalizationError, implied_asset_class, is_grounded, normalize_counterparty, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
     normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency, split_pair_tenor,
 )
 
@@ -137,6 +137,14 @@ def test_quote(bid, ask, expected):
 ])
 def test_tenor(span, expected):
     assert normalize_tenor(span, REF) == expected
+
+
+@pytest.mark.parametrize("span, expected", [
+    ("Citi", "Citi"), (" GS ", "GS"), ("Barclays.", "Barclays"), ("BofA's", "BofA"), ("JPM’s", "JPM"),
+    ("Brevan Howard", "Brevan Howard"), ("intesa", "intesa"),
+])
+def test_counterparty(span, expected):
+    assert normalize_counterparty(span) == expected
 
 
 @pytest.mark.parametrize("span", ["soonish", "31 feb", "32/01"])
