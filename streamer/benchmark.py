@@ -11,6 +11,7 @@ import click
 import orjson
 
 from schemas import ChatMessage
+from streamer.cli_options import load_parser, settings_from
 
 SAMPLE = [
     "buy 10m cable 1w @ 1.2710", "2 way in 50 usdjpy 6m pls", "sell 200 AAPL lmt 187.5", "eurusd 1.0848/50",
@@ -44,8 +45,6 @@ def load_texts(path: Path | None, n: int) -> list[ChatMessage]:
               help="Messages to use (plain lines or JSONL with 'text'); default: a built-in sample.")
 def bench(count: int, file_path: Path | None, **options) -> None:
     """Parse N messages and print latency, throughput, KV-cache reuse and peak memory."""
-    from streamer.cli import load_parser, settings_from
-
     started = time.perf_counter()
     parser = load_parser(settings_from(**options))
     load_s = time.perf_counter() - started

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from streamer.cli import _stderr_console, load_parser, model_options, settings_from
+from streamer.cli_options import load_parser, model_options, settings_from, stderr_console
 from streamer.settings import Settings
 from streamer.streaming_commands import broker_option
 
@@ -107,7 +107,7 @@ def replay(file: Path, speed: str, start: str | None, end: str | None, on_error:
     settings = settings_from(**options)
     columns = CsvColumns(text=text_column, timestamp=timestamp_column, sender=sender_column,
                          channel=channel_column, message_id=id_column)
-    console = _stderr_console()
+    console = stderr_console()
     fmt = None if file_format == "auto" else file_format
     try:
         messages, summary = scan(
@@ -236,7 +236,7 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
         raise click.UsageError(str(err)) from None
     settings = settings_from(broker_url=broker_url, **options)
     topic = source_topic or settings.input_topic
-    console = _stderr_console()
+    console = stderr_console()
     consumer = range_consumer(settings, "reprocess")
     try:
         try:

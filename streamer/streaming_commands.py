@@ -14,7 +14,7 @@ from typing import IO
 
 import click
 
-from streamer.cli import _stderr_console, load_parser, model_options, settings_from
+from streamer.cli_options import load_parser, model_options, settings_from, stderr_console
 from streamer.settings import Settings
 
 # A consumer group's first join on Tansu took ~23 s with default timeouts and ~3 s with 6 s ones.
@@ -188,7 +188,7 @@ def produce(file_path: Path | None, **options) -> None:
     else:
         stream, name, total = sys.stdin.buffer, "stdin", None
     _ensure_topics(settings)
-    with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), console=_stderr_console(),
+    with Progress(TextColumn("producing"), BarColumn(), MofNCompleteColumn(), console=stderr_console(),
                   disable=total is None) as progress:
         task = progress.add_task("produce", total=total)
         report = produce_messages(

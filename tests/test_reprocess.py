@@ -127,7 +127,7 @@ def _chat(text: str, ts: datetime) -> bytes:
 @pytest.fixture
 def reprocess_cli(monkeypatch, default_parser):
     """The CLI with the session's real parser, so the model is loaded once for all tests."""
-    from streamer.cli import main  # first: it registers (and so imports) the command modules
+    from streamer.cli import main
 
     import streamer.replay_commands as commands
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from streamer.cli import load_parser, model_options, settings_from
+from streamer.cli_options import load_parser, model_options, settings_from
 
 # --config keys and the Settings field each one sets.
 CONFIG_KEYS = {"model": "model_path", "adapter": "adapter_path", "prompt": "prompt_version",

@@ -59,12 +59,12 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
                                    "pip install -e '.[finetune]'") from None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from streamer.cli import _stderr_console
+    from streamer.cli_options import stderr_console
     from streamer.finetune import export as ex
     from streamer.finetune import train as tr
     from streamer.parsing.model import ModelLoadError, bundled_model_path, check_gguf, sha256_file
 
-    console = _stderr_console()
+    console = stderr_console()
     try:
         base = base_path or bundled_model_path()
         check_gguf(base, "base model")

@@ -48,7 +48,7 @@ def produce_messages(
     """Send every good line of `stream` to the input topic and wait for the broker's acknowledgements."""
     from confluent_kafka import KafkaException, Producer
 
-    from streamer.cli import read_message_lines
+    from streamer.cli_options import read_message_lines
     from streamer.kafka import producer_config
 
     report = ProduceReport()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-import streamer.cli  # noqa: F401  the CLI registers its subcommand modules; import it first
 from streamer.evaluation.commands import EvalConfig, parse_config
 
 
