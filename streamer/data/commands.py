@@ -93,7 +93,10 @@ def split(file: str, out_dir: Path, dev: float, test: float) -> None:
         records = [record for _, record in read_texts(file)]
         splits = split_records(records, dev=dev, test=test)
         stem = Path(file).stem
+        fractions = {"train": 1 - dev - test, "dev": dev, "test": test}
         for name in SPLITS:
+            if fractions[name] == 0:  # e.g. --test 0 for training-only data: no empty file
+                continue
             path = out_dir / f"{stem}_{name}.jsonl"
             write_jsonl(path, splits[name])
             click.echo(f"{name}: {len(splits[name])} -> {path}")

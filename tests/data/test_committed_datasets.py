@@ -4,6 +4,7 @@ Deterministic checks over the files in datasets/ (no model): a hand edit that br
 a line, forgets the manifest or re-splits a message fails here, not in a training run.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,6 @@ HELD_OUT = "splits/gold_test.jsonl"
 
 
 def _manifest() -> dict:
-    import json
-
     return json.loads(MANIFEST.read_text(encoding="utf-8"))["files"]
 
 

@@ -58,6 +58,15 @@ def test_split_writes_three_files_that_partition_the_input(tmp_path):
         assert f"{name}: {len(part)} ->" in result.stdout
 
 
+def test_split_with_a_zero_fraction_writes_no_empty_file(tmp_path):
+    source = tmp_path / "hand.jsonl"
+    write_jsonl(source, [{"text": f"sell {n}m cable", "expected": {"intent": "order"}} for n in range(50)])
+    result = run("split", source, "--out-dir", tmp_path / "out", "--dev", "0.2", "--test", "0")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["hand_dev.jsonl", "hand_train.jsonl"]
+    assert "test:" not in result.stdout
+
+
 def test_check_passes_on_disjoint_data_and_reports_counts(tmp_path):
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     write_jsonl(train, [{"text": "buy 10m cable"}, {"text": "sell 5 eurusd"}])
