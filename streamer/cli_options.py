@@ -29,6 +29,9 @@ def model_options(fn):
                      help="Confidence below which results go to review."),
         click.option("--cross-check/--no-cross-check", "rules_cross_check", default=None,
                      help="Review results the rule-based parser reads differently (default on; env STREAMER_RULES_CROSS_CHECK)."),
+        click.option("--cross-check-scope", type=click.Choice(["omissions", "all"]), default=None,
+                     help="Which disagreements go to review: 'omissions' (rules find a value the model left "
+                          "empty; default) or 'all'."),
         click.option("--cross-check-trust", type=float, default=None,
                      help="Model confidence at which a field the rules read differently still passes (default: "
                           "never; 0.99 fits gold dev)."),

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+CrossCheckScope = Literal["omissions", "all"]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMER_", extra="ignore", env_ignore_empty=True)
@@ -34,6 +36,11 @@ class Settings(BaseSettings):
     rules_cross_check: bool = Field(
         default=True,
         description="Send a result to review when the rule-based parser reads a field differently (a second opinion, ~0.2 ms).",
+    )
+    cross_check_scope: CrossCheckScope = Field(
+        default="omissions",
+        description="Which disagreements go to review: 'omissions' (the rules find a value the model left empty; "
+                    "precise) or 'all' (every field read differently; fewer silent errors, many more flags).",
     )
     cross_check_trust: float | None = Field(
         default=None, ge=0.0,

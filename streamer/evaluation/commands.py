@@ -7,16 +7,20 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import get_args
 
 import click
 from pydantic import ValidationError
 
 from streamer.cli_options import load_parser, model_options, settings_from
+from streamer.settings import CrossCheckScope
 
 # --config keys and the Settings field each one sets.
 CONFIG_KEYS = {"model": "model_path", "adapter": "adapter_path", "prompt": "prompt_version",
-               "threshold": "confidence_threshold", "cross_check": "rules_cross_check", "trust": "cross_check_trust"}
+               "threshold": "confidence_threshold", "cross_check": "rules_cross_check", "trust": "cross_check_trust",
+               "scope": "cross_check_scope"}
 _SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
+_SCOPES = get_args(CrossCheckScope)
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
@@ -54,6 +58,8 @@ def parse_config(text: str) -> EvalConfig:
             if value.lower() not in _SWITCH:
                 raise click.BadParameter(f"{text!r}: cross_check must be on or off, got {value!r}")
             value = _SWITCH[value.lower()]
+        if key == "scope" and value not in _SCOPES:
+            raise click.BadParameter(f"{text!r}: scope must be {' or '.join(_SCOPES)}, got {value!r}")
         overrides[CONFIG_KEYS[key]] = Path(value) if key == "model" else value
     return EvalConfig(name, overrides=overrides)
 
@@ -77,7 +83,7 @@ def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
 @click.option("--config", "--compare", "configs", multiple=True, metavar="NAME:SPEC", callback=_parse_configs,
               help="A named configuration; repeat it to compare several side by side. SPEC is 'baseline' or "
                    "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold, cross_check (on|off), "
-                   "trust; empty SPEC = the options given on the command line.")
+                   "trust, scope (omissions|all); empty SPEC = the options given on the command line.")
 @model_options
 def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, baseline: bool,
                  configs: list[EvalConfig], **options) -> None:
@@ -145,7 +151,7 @@ def _evaluate(config: EvalConfig, examples, options: dict, console):
             "kind": "llm", "model": parser.model.path.name, "model_sha256": parser.model.sha256,
             "adapter": parser.adapter_id, "prompt_version": parser.prompt_version,
             "confidence_threshold": settings.confidence_threshold, "rules_cross_check": settings.rules_cross_check,
-            "cross_check_trust": settings.cross_check_trust,
+            "cross_check_trust": settings.cross_check_trust, "cross_check_scope": settings.cross_check_scope,
             "overrides": {k: str(v) for k, v in config.overrides.items()},
         }
     try:

@@ -9,7 +9,10 @@ field score, and anything under the threshold, or with a reason, goes to review.
 A second opinion (the rule-based parser) that reads a field differently is a
 problem too (`rules_disagree`): token probabilities of a small model are
 over-confident on its systematic mistakes, and the rules make different ones.
-An optional trust level lets a near-certain model overrule the rules.
+By default only omissions count (the rules find a value the model left empty):
+where both read a value, or only the model does, the rules are more often the
+ones missing a phrasing (docs/evaluation.md). An optional trust level lets a
+near-certain model overrule the rules.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import math
 from typing import Mapping
 
 from schemas import CONTRACT_FIELDS, Reason
+from streamer.settings import CrossCheckScope
 
 # What an intent needs before a trade is actionable.
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -88,10 +92,11 @@ def field_confidence(
 
 
 def missing_required(intent: str, values: dict[str, object]) -> list[Reason]:
+    """Fields the intent needs; a roll (an FX swap with no direction) has no side by convention."""
     reasons = [
         Reason(code="missing_required_field", field=name, detail=f"{intent} needs {name}")
         for name in REQUIRED_FIELDS.get(intent, ())
-        if values.get(name) is None
+        if values.get(name) is None and not (name == "side" and values.get("asset_class") == "fx_swap")
     ]
     if intent == "quote" and values.get("price") is None and values.get("bid") is None and values.get("ask") is None:
         reasons.append(Reason(code="missing_required_field", field="price", detail="quote needs a price or bid/ask"))
@@ -106,17 +111,20 @@ def low_confidence_reasons(scores: dict[str, float], threshold: float, already: 
     ]
 
 
-def doubted(disagreements: list[Reason], scores: Mapping[str, float], trust: float | None,
-            already: set[str]) -> list[Reason]:
-    """The disagreements that count: all of them, or (with a `trust`) fields the model is less sure of.
+def doubted(disagreements: list[Reason], values: Mapping[str, object], scores: Mapping[str, float],
+            trust: float | None, already: set[str], scope: CrossCheckScope = "omissions") -> list[Reason]:
+    """The disagreements that count: omissions or all of them, and (with a `trust`) fields the model is less sure of.
 
-    Where the model is near-certain and the rules differ, the rules are more
-    often the ones missing a phrasing, so a trust level trades silent errors for
-    fewer flags (docs/evaluation.md). A field that already failed keeps its
-    first reason.
+    An omission (the model left a field empty that the rules fill) is wrong
+    three times in four on fresh wording; any other disagreement is wrong less
+    than half the time, because the rules miss phrasings the model knows.
+    A trust level trades silent errors for fewer flags (docs/evaluation.md).
+    A field that already failed keeps its first reason.
     """
     return [r for r in disagreements
-            if r.field not in already and (trust is None or scores.get(r.field, 0.0) < trust)]
+            if r.field not in already
+            and (scope == "all" or (r.field != "intent" and values.get(r.field) is None))
+            and (trust is None or scores.get(r.field, 0.0) < trust)]
 
 
 def same_value(a: object, b: object) -> bool:

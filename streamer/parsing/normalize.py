@@ -203,6 +203,7 @@ _MULTIPLIERS = {
     "millions": 1e6, "millones": 1e6, "millon": 1e6, "millón": 1e6, "milliones": 1e6, "buck": 1e6, "bucks": 1e6,
     "yard": 1e9, "yards": 1e9, "yds": 1e9, "yd": 1e9, "bn": 1e9, "b": 1e9, "bln": 1e9, "billion": 1e9,
     "billions": 1e9, "milliard": 1e9, "milliards": 1e9, "mrd": 1e9, "mrd.": 1e9,
+    "mln": 1e6, "milione": 1e6, "milioni": 1e6, "miliardo": 1e9, "miliardi": 1e9,
 }
 # Units counted as they are (shares, contracts, coins, ounces...).
 _COUNT_UNITS = {
@@ -289,7 +290,7 @@ def normalize_price(span: str) -> float:
     """'1.2710' -> 1.271, '99-16' -> 99.5 (32nds), '99-16+' -> 99.515625, '67k' -> 67000."""
     s = _squash(span)
     s = re.sub(r"^(@|at|a|à|bei|px|price|lvl|level)\s*", "", s).strip()
-    s = s.lstrip("$€£").rstrip("$€£").strip()
+    s = s.lstrip("$€£").rstrip("$€£%").strip()  # a yield may carry its percent sign
     m = _THIRTY_SECONDS.match(s)
     if m:
         ticks = int(m.group("ticks"))
@@ -348,10 +349,10 @@ _NAMED_TENORS = {
 }
 _UNIT_LETTER = {}
 for _letter, _words in {
-    "D": "d day days dy j jour jours tag tage dia dias días",
-    "W": "w wk wks week weeks sem semaine semaines semana semanas woche wochen",
-    "M": "m mo mos mth mths mnth month months mois mes meses monat monate",
-    "Y": "y yr yrs year years a an ans ano anos año años jahr jahre",
+    "D": "d day days dy j jour jours tag tage dia dias días giorno giorni",
+    "W": "w wk wks week weeks sem semaine semaines semana semanas woche wochen settimana settimane",
+    "M": "m mo mos mth mths mnth month months mois mes meses monat monate mese mesi",
+    "Y": "y yr yrs year years a an ans ano anos año años jahr jahre anno anni",
 }.items():
     for _w in _words.split():
         _UNIT_LETTER[_w] = _letter
@@ -540,8 +541,10 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
             currency = split_amount_currency(raw["quantity"])[1]
         except NormalizationError:
             currency = None
-    if asset_class in FX_CLASSES:
-        currency = base_currency(out["symbol"], asset_class) or currency
+    base = base_currency(out["symbol"], asset_class) if asset_class in FX_CLASSES else None
+    if base:  # FX amounts are in the pair's base whatever currency span the model wrote, so it cannot fail
+        currency, derived["currency"] = base, ("symbol",)
+        reasons = [r for r in reasons if r[1] != "currency"]
     out["currency"] = currency
 
     if out["side"] is None and intent in ("rfq", "quote"):

@@ -151,8 +151,8 @@ class Parser:
         scores = confidence.field_confidence(values["intent"], probs, failed, normalized.derived_from)
         if self.settings.rules_cross_check:
             second = rules.second_opinion(message.text, reference)
-            doubted = confidence.doubted(confidence.disagreements(values, second), scores,
-                                         self.settings.cross_check_trust, failed)
+            doubted = confidence.doubted(confidence.disagreements(values, second), values, scores,
+                                         self.settings.cross_check_trust, failed, self.settings.cross_check_scope)
             for reason in doubted:
                 scores[reason.field] = 0.0
             reasons += doubted

@@ -17,6 +17,7 @@ from streamer.evaluation.commands import EvalConfig, parse_config
     ("lenient:threshold=0.6, trust=0.99", EvalConfig("lenient", overrides={"confidence_threshold": 0.6,
                                                                             "cross_check_trust": 0.99})),
     ("big:model=models/x.gguf", EvalConfig("big", overrides={"model_path": Path("models/x.gguf")})),
+    ("strict:scope=all", EvalConfig("strict", overrides={"cross_check_scope": "all"})),
 ])
 def test_parse_config(text, config):
     assert parse_config(text) == config

@@ -109,6 +109,7 @@ def test_compare_mode_puts_configurations_side_by_side(tmp_path):
     (["--config", "x:threshold=high"], None, "threshold must be a number"),
     (["--config", "x:cross_check=maybe"], None, "cross_check must be on or off"),
     (["--config", "x:trust=high"], None, "trust must be a number"),
+    (["--config", "x:scope=some"], None, "scope must be omissions or all"),
     (["--baseline", "--no-cross-check"], None, "--baseline runs no model; drop --cross-check"),
     (["--config", "bad name:baseline"], None, "NAME must be"),
     (["--config", "a:baseline", "--config", "a:adapter=none"], None, "must be unique"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.parsing.confidence import disagreements, doubted
+from streamer.parsing.confidence import disagreements, doubted, missing_required
 
 ORDER = {"intent": "order", "side": "buy", "asset_class": "fx_spot", "symbol": "GBPUSD", "quantity": 1e7,
          "currency": "GBP", "price": 1.271, "bid": None, "ask": None, "order_type": None, "tenor": None,
@@ -27,13 +27,39 @@ def test_disagreements(second, fields):
     assert all(r.code == "rules_disagree" and r.detail.startswith("model ") for r in reasons)
 
 
-@pytest.mark.parametrize("scores, trust, already, doubted_fields", [
-    ({"price": 0.80, "side": 0.999}, 0.99, set(), ["price"]),          # sure of the side: the rules are overruled
-    ({"price": 0.99, "side": 0.99}, 0.99, set(), []),                  # at the trust level passes
-    ({"price": 1.0, "side": 1.0}, None, set(), ["side", "price"]),     # no trust: every disagreement counts
-    ({"price": 0.2, "side": 0.2}, 0.99, {"price"}, ["side"]),          # a failed field keeps its first reason
-    ({"side": 0.999}, 0.99, set(), ["price"]),                         # unscored field: no confidence to trust
+@pytest.mark.parametrize("scores, trust, already, scope, doubted_fields", [
+    ({"price": 0.80, "side": 0.999}, 0.99, set(), "all", ["price"]),        # sure of the side: the rules are overruled
+    ({"price": 0.99, "side": 0.99}, 0.99, set(), "all", []),                # at the trust level passes
+    ({"price": 1.0, "side": 1.0}, None, set(), "all", ["side", "price"]),   # no trust: every disagreement counts
+    ({"price": 0.2, "side": 0.2}, 0.99, {"price"}, "all", ["side"]),        # a failed field keeps its first reason
+    ({"side": 0.999}, 0.99, set(), "all", ["price"]),                       # unscored field: no confidence to trust
+    ({"price": 1.0, "side": 1.0}, None, set(), "omissions", ["price"]),     # the model left price empty, the rules did not
+    ({"price": 0.999, "side": 0.5}, 0.99, set(), "omissions", []),          # trust applies to omissions too
+    ({"price": 1.0, "side": 1.0}, None, {"price"}, "omissions", []),
 ])
-def test_doubted(scores, trust, already, doubted_fields):
-    reasons = disagreements(ORDER, {**ORDER, "price": None, "side": "sell"})
-    assert [r.field for r in doubted(reasons, scores, trust, already)] == doubted_fields
+def test_doubted(scores, trust, already, scope, doubted_fields):
+    model = {**ORDER, "price": None}
+    reasons = disagreements(model, {**ORDER, "side": "sell"})
+    assert [r.field for r in doubted(reasons, model, scores, trust, already, scope)] == doubted_fields
+
+
+@pytest.mark.parametrize("second, omissions", [
+    ({**ORDER, "intent": "rfq", "side": "two_way"}, []),    # another intent is not an omission
+    ({"intent": "none"}, []),
+    ({**ORDER, "counterparty": "Citi"}, ["counterparty"]),
+    ({**ORDER, "symbol": "EURUSD"}, []),                    # both read a value: not an omission
+])
+def test_only_omissions_count_by_default(second, omissions):
+    reasons = disagreements(ORDER, second)
+    assert [r.field for r in doubted(reasons, ORDER, {}, None, set())] == omissions
+
+
+@pytest.mark.parametrize("intent, values, missing", [
+    ("order", {"side": None, "asset_class": "fx_swap", "symbol": "GBPUSD", "quantity": 1e7}, []),  # a roll
+    ("order", {"side": None, "asset_class": "fx_spot", "symbol": "GBPUSD", "quantity": 1e7}, ["side"]),
+    ("rfq", {"side": "two_way", "asset_class": "bond", "symbol": None}, ["symbol"]),
+    ("quote", {"side": "buy", "asset_class": "equity", "symbol": "AAPL"}, ["price"]),
+    ("cancel", {}, []),
+])
+def test_missing_required(intent, values, missing):
+    assert [r.field for r in missing_required(intent, values)] == missing

@@ -84,6 +84,8 @@ def test_symbol_unknown(span, asset_class):
     ("500 onzas", "commodity", 500),
     ("1.000 Unzen", "commodity", 1000),
     ("20 barriles", "commodity", 20),
+    ("25 milioni", "fx_spot", 25_000_000),
+    ("3 mln", "bond", 3_000_000),
 ])
 def test_quantity(span, asset_class, expected):
     assert normalize_quantity(span, asset_class) == pytest.approx(expected, rel=1e-12)
@@ -100,7 +102,7 @@ def test_quantity_errors(span, code):
 @pytest.mark.parametrize("span, expected", [
     ("1.2710", 1.2710), ("@ 1.2710", 1.2710), ("at 187.5", 187.5), ("67k", 67000), ("99-16", 99.5),
     ("99-16+", 99.515625), ("99-162", 99.5078125), ("101-00", 101.0), ("$187.50", 187.5), ("1,0850", 1.085), (".5930", 0.593), ("-110", -110.0), ("+4.5", 4.5),
-    ("2.340,50", 2340.5),
+    ("2.340,50", 2340.5), ("4.78%", 4.78),
 ])
 def test_price(span, expected):
     assert normalize_price(span) == pytest.approx(expected, rel=1e-12)
@@ -133,7 +135,7 @@ def test_quote(bid, ask, expected):
     ("1y", "1Y"), ("10yr", "10Y"), ("one month", "1M"), ("3 mois", "3M"), ("1w/2w", "2W"), ("sn/1m", "1M"),
     ("15 dec", "2026-12-15"), ("dec 15th", "2026-12-15"), ("3 jan", "2027-01-03"), ("25 nov", "2026-11-25"),
     ("15/12", "2026-12-15"), ("2027-03-19", "2027-03-19"), ("15 Dec 2027", "2027-12-15"), ("15. Dez", "2026-12-15"),
-    ("tom-next", "TN"), ("spot-next", "SN"),
+    ("tom-next", "TN"), ("spot-next", "SN"), ("3 mesi", "3M"), ("10 anni", "10Y"), ("2 settimane", "2W"),
 ])
 def test_tenor(span, expected):
     assert normalize_tenor(span, REF) == expected
@@ -193,6 +195,11 @@ RAW = {"intent": "order", "side": "buy", "asset_class": "fx_forward", "symbol": 
      [("ungrounded_span", "symbol"), ("unknown_symbol", "symbol")]),
     ({"symbol": "jpyusd", "side": "sell"}, "sell 10m jpyusd 1w @ 1.2710", {"symbol": "USDJPY", "side": "buy"}, []),
     ({"quantity": "0"}, "buy 0 cable 1w @ 1.2710 x", {"quantity": None}, [("non_positive_quantity", "quantity")]),
+    # FX amounts are in the pair's base, so a currency span the model made up cannot fail
+    ({"currency": "$"}, "buy 10m cable 1w @ 1.2710", {"currency": "GBP"}, []),
+    ({"currency": "zzz"}, "buy 10m cable 1w @ 1.2710", {"currency": "GBP"}, []),
+    ({"asset_class": "equity", "symbol": "AAPL", "tenor": None, "quantity": "10k", "currency": "zzz"},
+     "buy 10k AAPL @ 1.2710", {"currency": None}, [("ungrounded_span", "currency"), ("unknown_currency", "currency")]),
 ])
 def test_normalize_extraction(changes, text, fields, reasons):
     result = normalize_extraction({**RAW, **changes}, text, REF)
@@ -238,6 +245,11 @@ def test_spans_cut_badly_are_read_as_meant(changes, text, fields):
 def test_a_tenor_split_off_the_symbol_is_scored_by_the_symbol():
     result = normalize_extraction({**RAW, "symbol": "cable 1 year", "tenor": None}, "sell 5 cable 1 year", REF)
     assert result.derived_from["tenor"] == ("symbol",)
+
+
+def test_an_fx_currency_is_scored_by_the_pair():
+    result = normalize_extraction(RAW, "buy 10m cable 1w @ 1.2710", REF)
+    assert result.derived_from["currency"] == ("symbol",)
 
 
 @pytest.mark.parametrize("changes, asset_class, derived", [

@@ -86,7 +86,7 @@ _MISSED_PRICE = (b'{"intent":"order","side":"buy","asset_class":"fx_forward","sy
 
 
 @pytest.mark.parametrize("cross_check, trust, token_probability, kind", [
-    (True, None, 1.0, "low_confidence"),  # default: every disagreement goes to review
+    (True, None, 1.0, "low_confidence"),  # default: an omission (the rules see a price) goes to review
     (True, 0.99, 0.95, "low_confidence"),  # the model is fairly sure, the rules differ: review
     (True, 0.99, 1.0, "trade"),            # the model is certain: the disagreement is overruled
     (False, None, 0.95, "trade"),
