@@ -127,38 +127,69 @@ def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, basel
         raise click.ClickException(f"cannot create {out_dir}: {err.strerror}") from None
 
     console = Console(stderr=True)
-    runs = [_evaluate(config, examples, options, console)
-            for config in configs or [EvalConfig("baseline" if baseline else "model", baseline=baseline)]]
+    configs = configs or [EvalConfig("baseline" if baseline else "model", baseline=baseline)]
+    settings = {c.name: _settings_for(c, options) for c in configs if not c.baseline}
+    runs = _evaluate_all(configs, settings, examples, console)
     _write_outputs(runs, gold_path, out_dir, console)
 
 
-def _evaluate(config: EvalConfig, examples, options: dict, console):
-    from streamer.parsing.rules import BASELINE_VERSION, RuleBasedParser
-    from streamer.evaluation.harness import EvaluationRun, close_parser, run_parser
+def _settings_for(config: EvalConfig, options: dict):
+    try:
+        return settings_from(**{**options, **config.overrides})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise click.ClickException(f"configuration {config.name}: {first['loc'][0]}: {first['msg']}") from None
 
-    if config.baseline:
-        parser = RuleBasedParser()
-        description = {"kind": "rules", "version": BASELINE_VERSION, "sha256": parser.sha256}
-    else:
-        try:
-            settings = settings_from(**{**options, **config.overrides})
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise click.ClickException(f"configuration {config.name}: {first['loc'][0]}: {first['msg']}") from None
-        console.print(f"loading model for [bold]{config.name}[/bold]", highlight=False)
-        parser = load_parser(settings)
+
+def _evaluate_all(configs: list[EvalConfig], settings: dict, examples, console) -> list:
+    """Each configuration in order; those that generate alike share one model and its generations.
+
+    A model stays loaded only until the last configuration that uses it, so
+    configurations on different models are not held in memory together.
+    """
+    from streamer.evaluation.harness import EvaluationRun, close_parser, run_parser
+    from streamer.parsing.parser import GENERATION_SETTINGS
+    from streamer.parsing.rules import BASELINE_VERSION, RuleBasedParser
+
+    def key(config: EvalConfig) -> tuple | None:
+        return None if config.baseline else tuple(getattr(settings[config.name], n) for n in GENERATION_SETTINGS)
+
+    last_use = {key(c): i for i, c in enumerate(configs)}
+    loaded: dict[tuple, tuple[str, object]] = {}  # generation key -> (first configuration, parser)
+    runs = []
+    for i, config in enumerate(configs):
+        if config.baseline:
+            parser = RuleBasedParser()
+            description = {"kind": "rules", "version": BASELINE_VERSION, "sha256": parser.sha256}
+            runs.append(EvaluationRun(config.name, description, run_parser(parser, examples, config.name, console)))
+            continue
+        k, config_settings = key(config), settings[config.name]
+        if k in loaded:
+            first_name, base = loaded[k]
+            console.print(f"[bold]{config.name}[/bold] judges the generations of {first_name} (same model, "
+                          "adapter and prompt)", highlight=False)
+        else:
+            console.print(f"loading model for [bold]{config.name}[/bold]", highlight=False)
+            first_name, base = config.name, load_parser(config_settings)
+            loaded[k] = (first_name, base)
+        parser = base.sharing_generations(config_settings)
         description = {
             "kind": "llm", "model": parser.model.path.name, "model_sha256": parser.model.sha256,
             "adapter": parser.adapter_id, "prompt_version": parser.prompt_version,
-            "confidence_threshold": settings.confidence_threshold, "rules_cross_check": settings.rules_cross_check,
-            "cross_check_trust": settings.cross_check_trust, "cross_check_scope": settings.cross_check_scope,
-            "overrides": {k: str(v) for k, v in config.overrides.items()},
+            "confidence_threshold": config_settings.confidence_threshold,
+            "rules_cross_check": config_settings.rules_cross_check,
+            "cross_check_trust": config_settings.cross_check_trust,
+            "cross_check_scope": config_settings.cross_check_scope,
+            "generations_from": first_name,
+            "overrides": {name: str(v) for name, v in config.overrides.items()},
         }
-    try:
-        predictions = run_parser(parser, examples, config.name, console)
-    finally:
-        close_parser(parser)
-    return EvaluationRun(config.name, description, predictions)
+        try:
+            predictions = run_parser(parser, examples, config.name, console)
+        finally:
+            if last_use[k] == i:
+                close_parser(loaded.pop(k)[1])
+        runs.append(EvaluationRun(config.name, description, predictions))
+    return runs
 
 
 def _write_outputs(runs, gold_path: Path, out_dir: Path, console) -> None:

@@ -8,6 +8,7 @@ grammar-constrained generation recording each token's probability -> JSON
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from datetime import date, datetime, timezone
@@ -27,6 +28,10 @@ from streamer.settings import Settings
 
 class ParseError(RuntimeError):
     """A message the parser cannot attempt at all (e.g. longer than the context)."""
+
+
+# Settings that change what the model generates; the others only change how a generation is judged.
+GENERATION_SETTINGS = ("model_path", "adapter_path", "prompt_version", "n_ctx", "n_batch", "n_gpu_layers", "max_tokens")
 
 
 def _common_prefix(a, b) -> int:
@@ -69,6 +74,7 @@ class Parser:
         self._n_vocab = llm.n_vocab()
         self._eos = llm.token_eos()
         self._lock = threading.Lock()
+        self._generations: dict[str, tuple] | None = None
         adapter = self.model.adapter
         self.adapter_id = self.model.adapter_card.get("id") or (adapter.parent.name if adapter else None)
         with self._lock:  # evaluate the shared prefix once, so even the first message reuses it
@@ -79,14 +85,36 @@ class Parser:
     def prefix_token_count(self) -> int:
         return len(self._prefix_tokens)
 
+    def sharing_generations(self, settings: Settings) -> Parser:
+        """A parser on this one's model that reuses its generations and judges them with other settings.
+
+        Greedy generation depends only on the model, adapter, prompt and limits, so
+        configurations that differ in threshold or cross-check (streamer eval) need
+        not generate again. Both parsers remember every generation from now on: for
+        a fixed set of messages, not for a worker.
+        """
+        differ = [name for name in GENERATION_SETTINGS if getattr(settings, name) != getattr(self.settings, name)]
+        if differ:
+            raise ValueError(f"cannot share generations: {', '.join(differ)} differ")
+        if self._generations is None:
+            self._generations = {}
+        twin = copy.copy(self)
+        twin.settings = settings
+        return twin
+
     def parse(self, message: ChatMessage | str, source: SourcePosition | None = None) -> ParseResult:
         """Parse one message into a `Trade`, or a `LowConfidence` with its reasons."""
         if isinstance(message, str):
             message = ChatMessage(text=message)
-        started = time.perf_counter()
-        with self._lock:
-            output, ranges, logprobs, evaluated = self._generate(message.text)
-        latency_ms = (time.perf_counter() - started) * 1000
+        remembered = self._generations.get(message.text) if self._generations is not None else None
+        if remembered is None:
+            started = time.perf_counter()
+            with self._lock:
+                generation = self._generate(message.text)
+            remembered = (*generation, (time.perf_counter() - started) * 1000)
+            if self._generations is not None:
+                self._generations[message.text] = remembered
+        output, ranges, logprobs, evaluated, latency_ms = remembered
         provenance = Provenance(
             model=self.model.path.name,
             model_sha256=self.model.sha256,

@@ -140,3 +140,21 @@ def test_missing_gold_file(tmp_path):
     result = CliRunner().invoke(main, ["eval", "--gold", str(tmp_path / "nope.jsonl"), "--baseline"])
     assert result.exit_code == 1
     assert "cannot read" in result.output and "nope.jsonl" in result.output
+
+
+@pytest.mark.integration
+def test_configurations_that_generate_alike_share_one_generation(tmp_path):
+    result = CliRunner().invoke(main, [
+        "eval", "--gold", str(GOLD_TEST), "--limit", "4", "--n-threads", "2", "--out-dir", str(tmp_path),
+        "--config", "strict:scope=all", "--config", "model-only:cross_check=off", "--config", "base:adapter=none",
+    ])
+    assert result.exit_code == 0, result.output
+    payload, predictions = _outputs(tmp_path)
+    parsers = {c["name"]: c["parser"] for c in payload["configs"]}
+    assert [parsers[n]["generations_from"] for n in ("strict", "model-only", "base")] == ["strict", "strict", "base"]
+    rows = {name: [p for p in predictions if p["config"] == name] for name in parsers}
+    # the same generation, judged twice: same extraction and latency, reasons from each configuration's own settings
+    assert [(p["predicted"], p["latency_ms"]) for p in rows["strict"]] == \
+           [(p["predicted"], p["latency_ms"]) for p in rows["model-only"]]
+    assert not any(r["code"] == "rules_disagree" for p in rows["model-only"] for r in p["reasons"])
+    assert [p["latency_ms"] for p in rows["base"]] != [p["latency_ms"] for p in rows["strict"]]

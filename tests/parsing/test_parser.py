@@ -102,3 +102,13 @@ def test_rules_cross_check_reviews_what_the_rules_read_differently(default_parse
     if kind == "low_confidence":
         assert [(r.code, r.field) for r in result.reasons] == [("rules_disagree", "price")]
         assert result.trade.field_confidence["price"] == 0.0 and result.trade.price is None
+
+
+@pytest.mark.parametrize("change, differ", [
+    ({"adapter_path": "none"}, "adapter_path"),
+    ({"max_tokens": 10, "n_ctx": 512}, "n_ctx, max_tokens"),
+])
+def test_only_parsers_that_generate_alike_share_generations(default_parser, change, differ):
+    settings = default_parser.settings.model_copy(update=change)
+    with pytest.raises(ValueError, match=f"{differ} differ"):
+        default_parser.sharing_generations(settings)
