@@ -30,6 +30,7 @@ from streamer.parsing.normalize import (
     NormalizationError,
     base_currency,
     normalize_currency,
+    normalize_counterparty,
     normalize_extraction,
     normalize_price,
     normalize_quantity,
@@ -42,6 +43,8 @@ from streamer.parsing.normalize import (
 
 MAX_NGRAM_WORDS = 4
 _TRIM = ".,!?:;()[]\"'`*"
+# A two-way price written as one dashed word: "1.0852-55", "100.42-100.48" (not 32nds: "99-16").
+_DASHED_QUOTE = re.compile(r"(?<![\w.])(\d+\.\d+)-(\d+(?:\.\d+)?)(?![\w.])")
 # Characters the grammar's span rule cannot produce.
 _UNENCODABLE = re.compile(r'["\\{}\x00-\x1f]')
 
@@ -61,16 +64,22 @@ def candidate_spans(text: str) -> list[str]:
     """Word n-grams (up to 4 words) of `text`, punctuation trimmed, shortest first (words, then characters).
 
     Besides whitespace words, the pieces of a word are candidates too: the parts
-    of a slashed word ("1.0848/50" -> "1.0848", "50"; "sn/3w" -> "3w") and an
-    amount or price without its "@" or currency sign ("@1.2710" -> "1.2710",
-    "$10mm" -> "$", "10mm").
+    of a slashed word ("1.0848/50" -> "1.0848", "50"; "sn/3w" -> "3w"), the
+    sides of a dashed quote ("1.0852-55" -> "1.0852", "55") and an amount or
+    price without its "@" or currency sign ("@1.2710" -> "1.2710", "$10mm" ->
+    "$", "10mm"). A leading decimal point stays (".6610/13" -> ".6610").
     """
     found: dict[str, tuple[int, int]] = {}
-    for pattern in (r"\S+", r"[^\s/@$€£¥]+|[$€£¥]"):
-        tokens = [(m.start(), m.end()) for m in re.finditer(pattern, text)]
+    dashed_sides = [m.span(g) for m in _DASHED_QUOTE.finditer(text) for g in (1, 2)]
+    for tokens in ([m.span() for m in re.finditer(r"\S+", text)],
+                   [m.span() for m in re.finditer(r"[^\s/@$€£¥]+|[$€£¥]", text)],
+                   dashed_sides):
         for n in range(1, MAX_NGRAM_WORDS + 1):
             for i in range(len(tokens) - n + 1):
-                span = text[tokens[i][0]: tokens[i + n - 1][1]].strip(_TRIM).strip()
+                raw = text[tokens[i][0]: tokens[i + n - 1][1]]
+                span = raw.strip(_TRIM).strip()
+                if re.match(r"\.\d", raw) and not span.startswith("."):
+                    span = "." + span
                 if not span or len(span) > SPAN_MAX_CHARS or _UNENCODABLE.search(span):
                     continue
                 key = (len(span.split()), len(span))
@@ -117,7 +126,7 @@ def _ground_field(name: str, expected: dict, text: str, candidates: list[str], r
         candidates = [c for c in candidates if c.lower() != "on"] + [c for c in candidates if c.lower() == "on"]
         test = lambda s: _maps_to(normalize_tenor, s, reference) == want  # noqa: E731
     elif name == "counterparty":
-        test = lambda s: s.strip() == want  # noqa: E731
+        test = lambda s: normalize_counterparty(s) == want  # noqa: E731
     else:  # pragma: no cover - SPAN_FIELDS is fixed
         raise KeyError(name)
     for span in candidates:

@@ -45,6 +45,15 @@ DERIVED = [
     ({**record("buy 10m eurusd 15 dec", intent="order", side="buy", asset_class="fx_forward", symbol="EURUSD",
                quantity=10_000_000, currency="EUR", tenor="2025-12-15"), "timestamp": "2025-06-01T09:00:00+00:00"},
      {"tenor": "15 dec"}),  # dates resolve against the message's timestamp
+    (record("my px eurgbp 0.8565-68", intent="quote", side="two_way", asset_class="fx_spot", symbol="EURGBP",
+            currency="EUR", bid=0.8565, ask=0.8568),
+     {"bid": "0.8565", "ask": "68"}),  # a dashed quote written as one word
+    (record("kiwi .5930/35", intent="quote", side="two_way", asset_class="fx_spot", symbol="NZDUSD",
+            currency="NZD", bid=0.593, ask=0.5935),
+     {"bid": ".5930", "ask": "35"}),  # the leading decimal point stays
+    (record("HSBC's order: buy 5 cable", intent="order", side="buy", asset_class="fx_spot", symbol="GBPUSD",
+            quantity=5_000_000, currency="GBP", counterparty="HSBC"),
+     {"counterparty": "HSBC's"}),  # the normalizer drops the possessive
 ]
 
 
@@ -118,6 +127,7 @@ def test_multiple_trades_flag_is_carried():
 @pytest.mark.parametrize("text, first, contains", [
     ("eurusd 1.0848/50", "1.0848", {"50", "eurusd", "1.0848/50", "eurusd 1.0848/50"}),
     ("buy $5m (AAPL)!", "$", {"5m", "$5m", "AAPL", "buy $5m (AAPL"}),
+    ("bund 100.42-100.48", "bund", {"100.42", "100.48", "100.42-100.48"}),
 ])
 def test_candidate_spans_shortest_first(text, first, contains):
     spans = candidate_spans(text)
