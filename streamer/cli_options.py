@@ -7,14 +7,14 @@ the command group that registers it (no import cycle).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, get_args
 
 import click
 import orjson
 from pydantic import ValidationError
 
 from schemas import ChatMessage
-from streamer.settings import Settings
+from streamer.settings import CrossCheckScope, Settings
 
 
 def model_options(fn):
@@ -29,7 +29,7 @@ def model_options(fn):
                      help="Confidence below which results go to review."),
         click.option("--cross-check/--no-cross-check", "rules_cross_check", default=None,
                      help="Review results the rule-based parser reads differently (default on; env STREAMER_RULES_CROSS_CHECK)."),
-        click.option("--cross-check-scope", type=click.Choice(["omissions", "all"]), default=None,
+        click.option("--cross-check-scope", type=click.Choice(get_args(CrossCheckScope)), default=None,
                      help="Which disagreements go to review: 'omissions' (rules find a value the model left "
                           "empty; default) or 'all'."),
         click.option("--cross-check-trust", type=float, default=None,

@@ -123,7 +123,7 @@ def doubted(disagreements: list[Reason], values: Mapping[str, object], scores: M
     """
     return [r for r in disagreements
             if r.field not in already
-            and (scope == "all" or (r.field != "intent" and values.get(r.field) is None))
+            and (scope == "all" or values.get(r.field) is None)  # intent is never empty, so never an omission
             and (trust is None or scores.get(r.field, 0.0) < trust)]
 
 
