@@ -26,7 +26,7 @@ from streamer.parsing.confidence import missing_required
 from streamer.parsing.normalize import CRYPTO_NAMES, FX_SLANG, ISO_CURRENCIES, normalize_extraction
 
 BASELINE_NAME = "rule-based-baseline"
-BASELINE_VERSION = "rules-v2"
+BASELINE_VERSION = "rules-v3"
 
 _CANCEL = re.compile(r"\b(cxl|cancel\w*|canx|pull|kill|annule\w*|storn\w*|anula\w*)\b|\btake (?:my|the)\b.*\bdown\b|"
                      r"\btake down\b")
@@ -74,16 +74,23 @@ _FORWARD_WORDS = re.compile(r"\b(fwd|forward|outright|ndf|value)\b")
 
 _QUOTE = re.compile(r"(?<![\w/.,])([+-]?\d+(?:[.,]\d+|-\d\d\+?\d?))\s*/\s*(\+?\d+(?:[.,]\d+)?\+?)(?![\w/])")
 _PRICE = re.compile(r"(?:@|\bat\b|\ba\b|\bà\b|\bbei\b|\blmt\b|\blimit\b|\bstop\b|\bstp\b|\bbetter\b)\s*"
-                    r"(\d+(?:[.,]\d+)?(?:-\d\d\+?\d?)?k?)(?![\w/-])")
+                    r"(\d+(?:[.,]\d+)?(?:-\d\d\+?\d?)?k?)(?![\w/-]| ?-?ways?\b)")  # "a 2 way" is no price
 _BARE_PRICE = re.compile(r"(?<![\w.,/])(\d+[.,]\d+|\d+-\d\d\+?\d?)(?![\w/-]| ?(?:strike|vol))")
 _NAMED_TENOR = re.compile(r"\b(spot[ /]next|tom[ /]next|spot|tom|tn|t/n|o/n|overnight|sn|s/n)\b")
 _LEGS = re.compile(r"\b((?:on|tn|sn|spot|tom|\d+[dwmy])/(?:tn|sn|\d+[dwmy]))\b")
 _PERIOD = re.compile(r"\b(\d{1,2} ?(?:d|wk|wks|w|weeks?|mths?|mo|months?|y|yrs?|years?|m))\b")
+_ISO_DATE = re.compile(r"\b(\d{4}-\d\d-\d\d)\b")  # a value date, not a 32nds price ("09-30")
+# An option's strike is no price: with these words, only an "at"/"@" number is one.
+_STRIKE_CONTEXT = re.compile(r"\b(calls?|puts?|straddles?|strangles?|strikes?)\b")
+_STRIKE = re.compile(r"\d+[.,]\d{2,}")  # "1.28 cable calls": a decimal strike, not an amount
+_DELTA = re.compile(r"\b\d{1,2} ?(?:d|delta)(?= (?:rr|fly|bf|risk|calls?|puts?)\b)")  # "25d rr" is a delta, not 25 days
 _DATE = re.compile(r"\b(\d{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*)\b")
 _AMOUNT = re.compile(r"(?<![\w.,])(([$€£]?\d+(?:[.,']\d+)*(?: ?(?:k|mm|mio|mn|m|bn|b|yards?|yds?|mrd|million\w*|millones|bucks))?"
                      r"(?: (?:shares|shs|lots|contracts|bbls?|oz|coins|acciones|aktien))?)(?: ?(?:usd|eur|gbp|jpy|chf))?)(?![\w/])")
 # A number followed by these is a tenor, a delta, a vol or "2 way", not an amount.
-_NOT_AMOUNT_AFTER = re.compile(r"^ ?(-?ways?|d\b|delta|strike|vol|y\b|bid|offer|ask|fwd|forward|ndf|swap|outright|atm|rr|risk|straddle|calls?|puts?)")
+# "1m 1.28 cable calls", "1m 150 strike", "1m 25d rr": the number before an option's strike or delta is its tenor.
+_NOT_AMOUNT_AFTER = re.compile(r"^ ?(-?ways?|d\b|delta|strike|vol|y\b|bid|offer|ask|fwd|forward|ndf|swap|outright|atm|rr|risk|straddle|calls?|puts?"
+                               r"|\d+(?:[.,]\d+)? (?:[a-z]+ )?(?:calls?|puts?|strike)\b|\d+ ?(?:d|delta) (?:rr|fly|bf|risk|calls?|puts?)\b)")
 _ORDER_TYPES = [("market", re.compile(r"\b(mkt|market|at best|bestens|au march[ée]|a mercado)\b")),
                 ("limit", re.compile(r"\b(lmt|limit|at or better|limite)\b")), ("stop", re.compile(r"\b(stop|stp)\b"))]
 _COUNTERPARTY = re.compile(r"\b(?:for|w/|with|from|con|avec|mit)\s+([A-Z][A-Za-z&]+)")
@@ -153,21 +160,23 @@ def extract_spans(text: str) -> dict:
     if quote:
         raw["bid"], raw["ask"] = take(quote, 1), take(quote, 2)
     raw["price"] = None if quote else take(_PRICE.search(low))
+    used += [m.span() for m in _DELTA.finditer(low)]
     legs = _LEGS.search(low)
-    raw["tenor"] = take(legs) or take(_DATE.search(low)) or take(_NAMED_TENOR.search(low))
+    raw["tenor"] = take(legs) or take(_ISO_DATE.search(low)) or take(_DATE.search(low)) or take(_NAMED_TENOR.search(low))
     for m in _PERIOD.finditer(low):  # "3m" could be 3 million: periods in m wait until the amount is found
         if raw["tenor"] is None and free(m) and not m.group(1).endswith("m"):
             raw["tenor"] = take(m)
     for m in _AMOUNT.finditer(low):
-        if free(m, 2) and not _NOT_AMOUNT_AFTER.match(low[m.end():]):
+        strike = _STRIKE_CONTEXT.search(low) and _STRIKE.fullmatch(m.group(1))
+        if free(m, 2) and not strike and not _NOT_AMOUNT_AFTER.match(low[m.end():]):
             raw["quantity"] = take(m, 1 if free(m, 1) else 2)
             break
     for m in _PERIOD.finditer(low):
         if raw["tenor"] is None and free(m):
             raw["tenor"] = take(m)
-    if raw["price"] is None and not quote:
+    if raw["price"] is None and not quote and not _STRIKE_CONTEXT.search(low):
         raw["price"] = next((take(m) for m in _BARE_PRICE.finditer(low) if free(m)), None)
-    raw["order_type"] = next((kind for kind, rule in _ORDER_TYPES if rule.search(low)), None)
+    order_type = next((kind for kind, rule in _ORDER_TYPES if rule.search(low)), None)
     counterparty = _COUNTERPARTY.search(flat)
     if counterparty and counterparty.group(1).upper() not in ISO_CURRENCIES:
         raw["counterparty"] = counterparty.group(1)
@@ -182,6 +191,8 @@ def extract_spans(text: str) -> dict:
             asset_class = "fx_forward"
     raw["asset_class"], raw["symbol"] = asset_class, symbol
     raw["intent"], raw["side"] = _intent_and_side(low, bool(quote), raw["price"] is not None)
+    # "mkt in 50 FGBL?" asks for a market: only an order (or its cancel) has an order type
+    raw["order_type"] = order_type if raw["intent"] in ("order", "cancel") else None
     if symbol is None and raw["intent"] != "cancel":
         return {"intent": "none", "multiple_trades": False}
     return raw

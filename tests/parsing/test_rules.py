@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from schemas import ChatMessage, LowConfidence, Trade
-from streamer.parsing.rules import RuleBasedParser
+from streamer.parsing.rules import RuleBasedParser, second_opinion
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +77,26 @@ def test_deterministic(rules):
     text = "usdbrl 3m ndf pricing in 15 please"
     first, second = rules.parse(text), rules.parse(text)
     assert first.model_dump(exclude={"provenance"}) == second.model_dump(exclude={"provenance"})
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a value date is a tenor, not a 32nds price ("09-30")
+    ("NatWest buying 8 eurgbp value 2026-09-30", dict(tenor="2026-09-30", price=None, quantity=8e6)),
+    # "a 2 way" asks for a two-sided price: 2 is no price
+    ("Mercuria asking for a 2 way in 30 COH6", dict(intent="rfq", price=None, quantity=30)),
+    # an option's strike is no price, and the "1m"/"3m" before it is a tenor, not an amount
+    ("can u show 1m 1.28 cable calls in 30", dict(price=None, quantity=3e7, tenor="1M")),
+    ("cxl the usdcad 3m 1.38 put order for Balyasny", dict(intent="cancel", price=None, quantity=None, tenor="3M")),
+    ("usdjpy 1m 150 strike px?", dict(quantity=None, tenor="1M")),
+    ("eurusd 1m 25d rr 0.35/0.55", dict(quantity=None, tenor="1M", bid=0.35, ask=0.55)),
+    ("usdjpy 3m 25 delta rr px", dict(quantity=None, tenor="3M")),
+    ("sell 5 usdchf 2w 0.90 puts at 0.45", dict(price=0.45, quantity=5e6, tenor="2W")),
+    ("buy 20 cable 1.30 calls 3 month", dict(price=None, quantity=2e7)),
+    # "mkt" in an rfq asks for a market; in an order it is a market order
+    ("mkt in 50 FGBL Z5?", dict(intent="rfq", order_type=None)),
+    ("hey can you make me a market in 200k ISP IM", dict(intent="rfq", order_type=None)),
+    ("mkt order: buy 500 oz gold", dict(intent="order", order_type="market")),
+])
+def test_what_is_not_a_price_an_amount_or_an_order_type(text, expected):
+    fields = second_opinion(text, datetime(2026, 6, 1, tzinfo=timezone.utc).date())
+    assert {k: fields[k] for k in expected} == pytest.approx(expected)
