@@ -21,6 +21,8 @@ ADAPTER_ID_DEFAULT = "smollm2-135m-trades"
               help="Base GGUF model (default: the bundled SmolLM2-135M).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for adapter.gguf, adapter.json, loss_curve.png.")
+@click.option("--init-adapter", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from this GGUF LoRA adapter (same base and rank) instead of fresh weights; its alpha is kept.")
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
@@ -45,7 +47,8 @@ ADAPTER_ID_DEFAULT = "smollm2-135m-trades"
 @click.option("--merge-quant", type=click.Choice(["q4_1", "q8_0", "f16", "q4_k_m", "q5_k_m"]), default="q8_0",
               show_default=True, help="Quantization of the merged GGUF.")
 @click.option("--n-threads", type=int, default=None, help="CPU threads for llama.cpp in the parity check.")
-def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | None, out_dir: Path, steps: int, batch_size: int,
+def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | None, out_dir: Path, init_adapter: Path | None,
+             steps: int, batch_size: int,
              lr: float, rank: int, alpha: float | None, eval_every: int, dev_limit: int, seed: int,
              time_limit_min: float | None, device: str, precision: str, torch_threads: int | None, adapter_id: str, parity_messages: int,
              merge_to: Path | None, merge_quant: str, n_threads: int | None) -> None:
@@ -76,6 +79,17 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
         raise click.ClickException(f"cannot read {err.filename}: {err.strerror}") from None
     if not train_records:
         raise click.ClickException(f"{', '.join(map(str, train_paths))} hold no records")
+    initial = None
+    if init_adapter is not None:
+        try:
+            initial = ex.read_adapter_gguf(init_adapter)
+        except (ex.ExportError, ValueError, KeyError) as err:
+            raise click.ClickException(f"{init_adapter}: not a readable GGUF LoRA adapter ({err})") from None
+        if initial.rank != rank:
+            raise click.ClickException(f"{init_adapter} has rank {initial.rank}: pass --rank {initial.rank}")
+        if alpha is not None and alpha != initial.alpha:
+            raise click.ClickException(f"{init_adapter} was trained with alpha {initial.alpha:g}: leave --alpha out")
+        alpha = initial.alpha
     out_dir.mkdir(parents=True, exist_ok=True)
 
     config = tr.TrainConfig(
@@ -103,6 +117,11 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
         raise click.ClickException(str(err)) from None
     with console.status(f"loading {base.name} into PyTorch ({resolved_device})"):
         model = tr.add_lora(tr.load_base_model(base, resolved_device), config)
+        if initial is not None:
+            try:
+                ex.load_lora_weights(model, initial)
+            except ex.ExportError as err:
+                raise click.ClickException(f"{init_adapter}: {err}") from None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                   TextColumn("{task.fields[dev]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
         result = tr.train_lora(model, train_examples, dev_examples, config, resolved_device, progress)
@@ -125,6 +144,7 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
         "lora": {"rank": config.rank, "alpha": config.alpha, "dropout": config.dropout, "target_modules": "all-linear",
                  "tensor_type": "f16"},
         "training": {
+            "init_adapter": {"path": str(init_adapter), "sha256": sha256_file(init_adapter)} if init_adapter else None,
             "train_files": [str(p) for p in train_paths], "dev_file": str(dev_path), "train_examples": result.train_examples,
             "dev_examples_for_loss": result.dev_examples, "skipped": result.skipped, "steps": result.steps_done,
             "best_step": result.best_step, "best_dev_loss": round(result.best_dev_loss, 5),

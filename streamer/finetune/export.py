@@ -41,6 +41,14 @@ def permute_rows(weights, n_head: int, n_head_kv: int | None = None):
     return weights.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
+def unpermute_rows(weights, n_head: int, n_head_kv: int | None = None):
+    """llama.cpp -> Hugging Face row order of a q/k projection: the inverse of `permute_rows`."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    shape = weights.shape
+    return weights.reshape(n_head, shape[0] // n_head // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+
+
 @dataclass
 class LoraWeights:
     """LoRA matrices by llama.cpp base tensor name, already in llama.cpp's row order."""
@@ -79,6 +87,42 @@ def lora_weights(peft_model) -> LoraWeights:
             b = permute_rows(b, n_head, n_head_kv)
         pairs[name] = (a, b)
     return LoraWeights(alpha=float(config.lora_alpha), rank=int(config.r), pairs=pairs)
+
+
+def load_lora_weights(peft_model, weights: LoraWeights) -> None:
+    """Set a PEFT model's LoRA matrices from an adapter file's (the inverse of `lora_weights`).
+
+    This is how training continues from a shipped adapter: new hand lines cost
+    an hour on top of it rather than a full run from fresh weights.
+    """
+    import torch
+
+    config = peft_model.peft_config[peft_model.active_adapter]
+    if int(config.r) != weights.rank:
+        raise ExportError(f"the adapter has rank {weights.rank}, the model {config.r}: pass --rank {weights.rank}")
+    base_config = peft_model.get_base_model().config
+    n_head, n_head_kv = base_config.num_attention_heads, base_config.num_key_value_heads
+    missing = set(weights.pairs)
+    with torch.no_grad():
+        for key, parameter in peft_model.named_parameters():
+            m = _PEFT_KEY.search(key)
+            if not m:
+                continue
+            name = f"blk.{m[1]}.{GGUF_NAMES[m[2]]}.weight"
+            if name not in weights.pairs:
+                raise ExportError(f"the adapter has no {name} for {key}")
+            a, b = weights.pairs[name]
+            if m[3] == "B" and ".attn_q." in name:
+                b = unpermute_rows(b, n_head, n_head)
+            elif m[3] == "B" and ".attn_k." in name:
+                b = unpermute_rows(b, n_head, n_head_kv)
+            value = torch.as_tensor(a if m[3] == "A" else b, dtype=parameter.dtype)
+            if value.shape != parameter.shape:
+                raise ExportError(f"{name}.lora_{m[3].lower()} is {tuple(value.shape)}, the model wants {tuple(parameter.shape)}")
+            parameter.copy_(value)
+            missing.discard(name)
+    if missing:
+        raise ExportError(f"the model has no layer for {len(missing)} adapter tensors, e.g. {sorted(missing)[0]}")
 
 
 def read_adapter_gguf(path: Path) -> LoraWeights:

@@ -122,3 +122,34 @@ def test_bad_input_is_a_one_line_error(tmp_path):
     assert result.exit_code == 1
     assert "bad.jsonl:2: invalid JSON" in result.output
     assert result.output.count("\n") == 1
+
+
+def test_training_continues_from_an_adapter_file(tiny_run):
+    """`--init-adapter`: the file's matrices go back into a fresh PEFT model in Hugging Face order."""
+    import numpy as np
+
+    from streamer.finetune import export, train
+
+    base, adapter, model, *_ = tiny_run
+    fresh = train.add_lora(train.load_base_model(base), train.TrainConfig())
+    export.load_lora_weights(fresh, export.read_adapter_gguf(adapter))
+    trained, reloaded = export.lora_weights(model), export.lora_weights(fresh)
+    assert reloaded.pairs.keys() == trained.pairs.keys() and reloaded.alpha == trained.alpha
+    for name, (a, b) in trained.pairs.items():  # equal up to the file's f16 rounding
+        np.testing.assert_allclose(reloaded.pairs[name][0], a, rtol=1e-2, atol=1e-4)
+        np.testing.assert_allclose(reloaded.pairs[name][1], b, rtol=1e-2, atol=1e-4)
+    with pytest.raises(export.ExportError, match="rank 16"):
+        export.load_lora_weights(train.add_lora(train.load_base_model(base), train.TrainConfig(rank=8)),
+                                 export.read_adapter_gguf(adapter))
+
+
+@pytest.mark.parametrize("n_head, n_head_kv, rows", [(9, None, 576), (9, 3, 192), (2, None, 8)])
+def test_unpermute_rows_inverts_permute_rows(n_head, n_head_kv, rows):
+    import numpy as np
+
+    from streamer.finetune.export import permute_rows, unpermute_rows
+
+    weights = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+    permuted = permute_rows(weights, n_head, n_head_kv)
+    assert not np.array_equal(permuted, weights)
+    np.testing.assert_array_equal(unpermute_rows(permuted, n_head, n_head_kv), weights)
