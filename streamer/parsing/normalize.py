@@ -158,7 +158,7 @@ def normalize_crypto(span: str) -> str:
 
 def normalize_counterparty(span: str) -> str:
     """As written, less edge punctuation and a possessive: "BofA's" -> BofA, "Barclays." -> Barclays."""
-    return re.sub(r"['’]s$", "", span.strip().strip(".,!?:;")).strip()
+    return re.sub(r"['’][sS]$", "", span.strip().strip(".,!?:;")).strip()
 
 
 _ELISION = re.compile(r"^[ld]['’](?=[a-z])", re.IGNORECASE)  # French "l'estr", "d'eurgbp"
@@ -283,7 +283,8 @@ def normalize_quantity(span: str, asset_class: str | None) -> float:
     return float(quantity)
 
 
-_THIRTY_SECONDS = re.compile(r"^(?P<whole>\d+)[-:'](?P<ticks>\d{2})(?P<frac>\+|[0-7])?$")
+# "99-16", "99'16"; not "10:30", which is a time of day
+_THIRTY_SECONDS = re.compile(r"^(?P<whole>\d+)[-'](?P<ticks>\d{2})(?P<frac>\+|[0-7])?$")
 
 
 def normalize_price(span: str) -> float:
@@ -329,8 +330,11 @@ def normalize_quote(bid_span: str, ask_span: str) -> tuple[float, float]:
             return bid, ask
         digits = len(ask_raw)
         head = re.sub(r"[\d]{%d}$" % digits, "", bid_raw.rstrip("+"))
-        if head == bid_raw:
-            raise NormalizationError("unparseable_value", f"cannot complete ask {ask_span!r} from bid {bid_span!r}")
+        if head == bid_raw:  # "212.5/214": no short form, a whole ask next to the bid
+            ask = normalize_price(ask_raw)
+            if abs(ask - bid) > 0.1 * abs(bid):
+                raise NormalizationError("unparseable_value", f"cannot complete ask {ask_span!r} from bid {bid_span!r}")
+            return bid, ask
         ask_dec = Decimal(parse_number(head + ask_raw))
         if ask_dec < Decimal(str(bid)):
             decimals = len(bid_raw.split(".")[1]) if "." in bid_raw else 0

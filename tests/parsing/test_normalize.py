@@ -102,13 +102,13 @@ def test_quantity_errors(span, code):
 @pytest.mark.parametrize("span, expected", [
     ("1.2710", 1.2710), ("@ 1.2710", 1.2710), ("at 187.5", 187.5), ("67k", 67000), ("99-16", 99.5),
     ("99-16+", 99.515625), ("99-162", 99.5078125), ("101-00", 101.0), ("$187.50", 187.5), ("1,0850", 1.085), (".5930", 0.593), ("-110", -110.0), ("+4.5", 4.5),
-    ("2.340,50", 2340.5), ("4.78%", 4.78),
+    ("2.340,50", 2340.5), ("4.78%", 4.78), ("99'16", 99.5),
 ])
 def test_price(span, expected):
     assert normalize_price(span) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize("span", ["99-33", "cheap", "1.2.3"])
+@pytest.mark.parametrize("span", ["99-33", "cheap", "1.2.3", "10:30"])  # a time of day is no 32nds price
 def test_price_errors(span):
     with pytest.raises(NormalizationError):
         normalize_price(span)
@@ -124,9 +124,16 @@ def test_price_errors(span):
     ("17.0520", "0620", (17.052, 17.062)),
     (".5930", "35", (0.593, 0.5935)),
     ("-110", "-108", (-110.0, -108.0)),
+    ("212.5", "214", (212.5, 214.0)),  # swap points: a whole ask, not a short form
 ])
 def test_quote(bid, ask, expected):
     assert normalize_quote(bid, ask) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("bid, ask", [("212.5", "990"), ("99-16", "33")])
+def test_quote_errors(bid, ask):
+    with pytest.raises(NormalizationError):
+        normalize_quote(bid, ask)
 
 
 @pytest.mark.parametrize("span, expected", [
@@ -144,6 +151,7 @@ def test_tenor(span, expected):
 @pytest.mark.parametrize("span, expected", [
     ("Citi", "Citi"), (" GS ", "GS"), ("Barclays.", "Barclays"), ("BofA's", "BofA"), ("JPM’s", "JPM"),
     ("Brevan Howard", "Brevan Howard"), ("intesa", "intesa"),
+    ("CIBC'S", "CIBC"),
 ])
 def test_counterparty(span, expected):
     assert normalize_counterparty(span) == expected
