@@ -166,15 +166,16 @@ def extract_spans(text: str) -> dict:
     for m in _PERIOD.finditer(low):  # "3m" could be 3 million: periods in m wait until the amount is found
         if raw["tenor"] is None and free(m) and not m.group(1).endswith("m"):
             raw["tenor"] = take(m)
+    options = _STRIKE_CONTEXT.search(low) is not None
     for m in _AMOUNT.finditer(low):
-        strike = _STRIKE_CONTEXT.search(low) and _STRIKE.fullmatch(m.group(1))
+        strike = options and _STRIKE.fullmatch(m.group(1))
         if free(m, 2) and not strike and not _NOT_AMOUNT_AFTER.match(low[m.end():]):
             raw["quantity"] = take(m, 1 if free(m, 1) else 2)
             break
     for m in _PERIOD.finditer(low):
         if raw["tenor"] is None and free(m):
             raw["tenor"] = take(m)
-    if raw["price"] is None and not quote and not _STRIKE_CONTEXT.search(low):
+    if raw["price"] is None and not quote and not options:
         raw["price"] = next((take(m) for m in _BARE_PRICE.finditer(low) if free(m)), None)
     order_type = next((kind for kind, rule in _ORDER_TYPES if rule.search(low)), None)
     counterparty = _COUNTERPARTY.search(flat)
