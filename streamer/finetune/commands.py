@@ -96,7 +96,7 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
         steps=steps, batch_size=batch_size, lr=lr, rank=rank, alpha=alpha or 2.0 * rank, eval_every=eval_every,
         seed=seed, dev_limit=dev_limit, warmup_steps=min(10, max(1, steps // 10)), device=device, precision=precision,
         torch_threads=torch_threads,
-        time_limit_s=time_limit_min * 60 if time_limit_min else None,
+        time_limit_s=time_limit_min * 60 if time_limit_min else None, start_is_candidate=init_adapter is None,
     )
     tokens = tr.ParserTokens(base)
     train_examples, train_skipped = tr.encode_records(train_records, tokens, config.max_seq_tokens)

@@ -42,6 +42,10 @@ class TrainConfig:
     max_seq_tokens: int = 256
     warmup_steps: int = 10
     time_limit_s: float | None = None
+    # Continuing from an adapter: step 0 is that adapter, already chosen on this dev set, so its
+    # loss is a reference, not a candidate (a minimum over many evaluations would stick); whether
+    # the continued adapter is better is decided on held-out messages.
+    start_is_candidate: bool = True
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast where the hardware has bf16 matmuls, else fp32
     torch_threads: int | None = None  # None: 1 when the machine is busy, else all cores
@@ -268,16 +272,17 @@ def train_lora(model, train_examples, dev_examples, config: TrainConfig, device:
         loss = dev_loss(model, dev, config.batch_size, pad_id, device, bf16)
         result.history["dev_step"].append(step)
         result.history["dev_loss"].append(loss)
-        if loss < result.best_dev_loss:
+        if loss < result.best_dev_loss and (step > 0 or config.start_is_candidate):
             result.best_dev_loss, result.best_step, best_state = loss, step, _trainable_state(model)
         if progress:
-            progress.update(task, dev=f"dev {loss:.4f} (best {result.best_dev_loss:.4f} @ {result.best_step})")
+            best = f"{result.best_dev_loss:.4f} @ {result.best_step}" if best_state is not None else "none yet"
+            progress.update(task, dev=f"dev {loss:.4f} (best {best})")
             if not progress.console.is_terminal:  # logs and CI: a line per evaluation instead of a live bar
                 recent = result.history["train_loss"][-config.eval_every:]
                 train = f"train loss {sum(recent) / len(recent):.4f}, " if recent else ""
                 progress.console.print(
-                    f"step {step}/{config.steps}: {train}dev loss {loss:.4f} (best {result.best_dev_loss:.4f} "
-                    f"@ {result.best_step}), {time.perf_counter() - started:.0f} s", highlight=False)
+                    f"step {step}/{config.steps}: {train}dev loss {loss:.4f} (best {best}), "
+                    f"{time.perf_counter() - started:.0f} s", highlight=False)
 
     evaluate(0)
     for step in range(1, config.steps + 1):

@@ -124,13 +124,13 @@ def test_bad_input_is_a_one_line_error(tmp_path):
     assert result.output.count("\n") == 1
 
 
-def test_training_continues_from_an_adapter_file(tiny_run):
+def test_training_continues_from_an_adapter_file(tiny_run, records):
     """`--init-adapter`: the file's matrices go back into a fresh PEFT model in Hugging Face order."""
     import numpy as np
 
     from streamer.finetune import export, train
 
-    base, adapter, model, *_ = tiny_run
+    base, adapter, model, tokens, _ = tiny_run
     fresh = train.add_lora(train.load_base_model(base), train.TrainConfig())
     export.load_lora_weights(fresh, export.read_adapter_gguf(adapter))
     trained, reloaded = export.lora_weights(model), export.lora_weights(fresh)
@@ -138,6 +138,11 @@ def test_training_continues_from_an_adapter_file(tiny_run):
     for name, (a, b) in trained.pairs.items():  # equal up to the file's f16 rounding
         np.testing.assert_allclose(reloaded.pairs[name][0], a, rtol=1e-2, atol=1e-4)
         np.testing.assert_allclose(reloaded.pairs[name][1], b, rtol=1e-2, atol=1e-4)
+    # continuing: the adapter given is the reference at step 0, never handed back as "best"
+    examples, _ = train.encode_records(train.read_records(records), tokens, 256)
+    config = train.TrainConfig(steps=2, batch_size=4, eval_every=1, dev_limit=4, warmup_steps=1, start_is_candidate=False)
+    result = train.train_lora(fresh, examples, examples, config, "cpu")
+    assert result.history["dev_step"] == [0, 1, 2] and result.best_step in (1, 2)
     with pytest.raises(export.ExportError, match="rank 16"):
         export.load_lora_weights(train.add_lora(train.load_base_model(base), train.TrainConfig(rank=8)),
                                  export.read_adapter_gguf(adapter))
