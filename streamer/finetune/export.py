@@ -33,20 +33,25 @@ class ExportError(RuntimeError):
     """An adapter that cannot be written for llama.cpp (unknown layer, wrong architecture)."""
 
 
-def permute_rows(weights, n_head: int, n_head_kv: int | None = None):
-    """Hugging Face -> llama.cpp row order of a q/k projection (LlamaModel.permute); numpy or torch."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
+def permute_rows(weights, n_head: int, inverse: bool = False):
+    """Hugging Face -> llama.cpp row order of a q/k projection (LlamaModel.permute), or back; numpy or torch."""
     shape = weights.shape
-    return weights.reshape(n_head, 2, shape[0] // n_head // 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+    half = shape[0] // n_head // 2
+    split = (n_head, half, 2) if inverse else (n_head, 2, half)
+    return weights.reshape(*split, *shape[1:]).swapaxes(1, 2).reshape(shape)
 
 
-def unpermute_rows(weights, n_head: int, n_head_kv: int | None = None):
-    """llama.cpp -> Hugging Face row order of a q/k projection: the inverse of `permute_rows`."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
-    shape = weights.shape
-    return weights.reshape(n_head, shape[0] // n_head // 2, 2, *shape[1:]).swapaxes(1, 2).reshape(shape)
+def _row_heads(name: str, config) -> int | None:
+    """The head count a LoRA B of this llama.cpp tensor is permuted by: q by attention heads, k by kv heads."""
+    if ".attn_q." in name:
+        return config.num_attention_heads
+    if ".attn_k." in name:
+        return config.num_key_value_heads
+    return None
+
+
+def _gguf_name(peft_key: re.Match) -> str:
+    return f"blk.{peft_key[1]}.{GGUF_NAMES[peft_key[2]]}.weight"
 
 
 @dataclass
@@ -70,22 +75,16 @@ def lora_weights(peft_model) -> LoraWeights:
     base_config = peft_model.get_base_model().config
     if base_config.model_type != "llama":
         raise ExportError(f"only Llama-architecture models are supported, not {base_config.model_type!r}")
-    n_head, n_head_kv = base_config.num_attention_heads, base_config.num_key_value_heads
     halves: dict[str, dict[str, object]] = {}
     for key, tensor in get_peft_model_state_dict(peft_model).items():
         m = _PEFT_KEY.search(key)
         if not m:
             raise ExportError(f"adapter tensor {key!r} is not on a Llama linear layer llama.cpp can patch")
-        name = f"blk.{m[1]}.{GGUF_NAMES[m[2]]}.weight"
-        halves.setdefault(name, {})[m[3]] = tensor.detach().float().cpu().numpy()
+        halves.setdefault(_gguf_name(m), {})[m[3]] = tensor.detach().float().cpu().numpy()
     pairs = {}
     for name, ab in halves.items():
-        a, b = ab["A"], ab["B"]
-        if ".attn_q." in name:
-            b = permute_rows(b, n_head, n_head)
-        elif ".attn_k." in name:
-            b = permute_rows(b, n_head, n_head_kv)
-        pairs[name] = (a, b)
+        heads = _row_heads(name, base_config)
+        pairs[name] = (ab["A"], permute_rows(ab["B"], heads) if heads else ab["B"])
     return LoraWeights(alpha=float(config.lora_alpha), rank=int(config.r), pairs=pairs)
 
 
@@ -101,21 +100,19 @@ def load_lora_weights(peft_model, weights: LoraWeights) -> None:
     if int(config.r) != weights.rank:
         raise ExportError(f"the adapter has rank {weights.rank}, the model {config.r}: pass --rank {weights.rank}")
     base_config = peft_model.get_base_model().config
-    n_head, n_head_kv = base_config.num_attention_heads, base_config.num_key_value_heads
     missing = set(weights.pairs)
     with torch.no_grad():
         for key, parameter in peft_model.named_parameters():
             m = _PEFT_KEY.search(key)
             if not m:
                 continue
-            name = f"blk.{m[1]}.{GGUF_NAMES[m[2]]}.weight"
+            name = _gguf_name(m)
             if name not in weights.pairs:
                 raise ExportError(f"the adapter has no {name} for {key}")
             a, b = weights.pairs[name]
-            if m[3] == "B" and ".attn_q." in name:
-                b = unpermute_rows(b, n_head, n_head)
-            elif m[3] == "B" and ".attn_k." in name:
-                b = unpermute_rows(b, n_head, n_head_kv)
+            heads = _row_heads(name, base_config)
+            if m[3] == "B" and heads:
+                b = permute_rows(b, heads, inverse=True)
             value = torch.as_tensor(a if m[3] == "A" else b, dtype=parameter.dtype)
             if value.shape != parameter.shape:
                 raise ExportError(f"{name}.lora_{m[3].lower()} is {tuple(value.shape)}, the model wants {tuple(parameter.shape)}")
