@@ -156,9 +156,28 @@ def normalize_crypto(span: str) -> str:
     return base + quote
 
 
-def normalize_counterparty(span: str) -> str:
-    """As written, less edge punctuation and a possessive: "BofA's" -> BofA, "Barclays." -> Barclays."""
-    return re.sub(r"['’][sS]$", "", span.strip().strip(".,!?:;")).strip()
+# Words that describe a party without naming it. ANNOTATION.md: an unnamed client, a desk, a book or a
+# colleague never names the counterparty, so a span made only of these words is no counterparty.
+UNNAMED_PARTY_WORDS = frozenset("""
+a an the my our your their his her one some this that another me us you them him we they i
+client clients customer customers cust corporate corporates corp corpo account acct accountholder name local street
+real money rm fund funds pension hedge hedging hf macro insurer insurance asset manager managers mgr sovereign swf
+central bank family office pb prime broker someone somebody guy guys big
+desk book books flow prop em fx rates credit equity equities ops middle back front settlements sales salesperson
+trader pm pa risk treasury team
+""".split())
+
+
+def normalize_counterparty(span: str) -> str | None:
+    """As written, less edge punctuation and a possessive: "BofA's" -> BofA, "Barclays." -> Barclays.
+
+    None for a party described but not named ("client", "a corporate", "the EM desk" are not counterparties).
+    """
+    name = re.sub(r"['’][sS]$", "", span.strip().strip(".,!?:;")).strip()
+    words = re.findall(r"[a-z]+", name.lower())
+    if words and all(word in UNNAMED_PARTY_WORDS for word in words):
+        return None
+    return name
 
 
 _ELISION = re.compile(r"^[ld]['’](?=[a-z])", re.IGNORECASE)  # French "l'estr", "d'eurgbp"
@@ -212,7 +231,10 @@ _COUNT_UNITS = {
     "actions", "x", "lotes", "onzas", "onces", "unzen", "barriles", "barils", "toneladas", "tonnen",
 } | set(CRYPTO_NAMES)
 _WORD_NUMBERS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-                 "eight": 8, "nine": 9, "ten": 10, "half a": 0.5, "un": 1, "une": 1, "uno": 1, "una": 1, "ein": 1, "eine": 1}
+                 "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20,
+                 "twenty five": 25, "thirty": 30, "forty": 40, "fifty": 50, "a hundred": 100, "hundred": 100,
+                 "half a": 0.5, "half": 0.5, "quarter": 0.25, "a quarter": 0.25, "quarter of a": 0.25,
+                 "un": 1, "une": 1, "uno": 1, "una": 1, "ein": 1, "eine": 1}
 
 
 def parse_number(text: str) -> Decimal:
@@ -395,8 +417,10 @@ def normalize_date(span: str, reference: date) -> str:
         if m:
             return date(int(m[1]), int(m[2]), int(m[3])).isoformat()
         m = re.fullmatch(r"(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2}|\d{4}))?", s)
-        if m:  # day first, as desks outside the US write it
-            return _resolve_year(int(m[1]), int(m[2]), int(m[3]) if m[3] else None, reference).isoformat()
+        if m:  # day first, as desks outside the US write it; month first only where day first cannot be ("12/15")
+            first, second, year = int(m[1]), int(m[2]), int(m[3]) if m[3] else None
+            day, month = (second, first) if second > 12 >= first else (first, second)
+            return _resolve_year(day, month, year, reference).isoformat()
         m = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th|er|\.)?(?: of)?[ \-]?([a-zéûä]+)\.?(?:[ \-](\d{2}|\d{4}))?", s)
         if m and m[2] in _MONTHS:
             return _resolve_year(int(m[1]), _MONTHS[m[2]], int(m[3]) if m[3] else None, reference).isoformat()

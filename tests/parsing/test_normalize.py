@@ -86,6 +86,8 @@ def test_symbol_unknown(span, asset_class):
     ("20 barriles", "commodity", 20),
     ("25 milioni", "fx_spot", 25_000_000),
     ("3 mln", "bond", 3_000_000),
+    ("quarter yard", "fx_spot", 250_000_000), ("a quarter yard", "fx_spot", 250_000_000),
+    ("twenty mio", "fx_spot", 20_000_000), ("twenty five mio", "bond", 25_000_000), ("half yard", "fx_spot", 5e8),
 ])
 def test_quantity(span, asset_class, expected):
     assert normalize_quantity(span, asset_class) == pytest.approx(expected, rel=1e-12)
@@ -142,6 +144,7 @@ def test_quote_errors(bid, ask):
     ("1y", "1Y"), ("10yr", "10Y"), ("one month", "1M"), ("3 mois", "3M"), ("1w/2w", "2W"), ("sn/1m", "1M"),
     ("15 dec", "2026-12-15"), ("dec 15th", "2026-12-15"), ("3 jan", "2027-01-03"), ("25 nov", "2026-11-25"),
     ("15/12", "2026-12-15"), ("2027-03-19", "2027-03-19"), ("15 Dec 2027", "2027-12-15"), ("15. Dez", "2026-12-15"),
+    ("12/15", "2026-12-15"), ("12/15/27", "2027-12-15"), ("05/06", "2027-06-05"),  # month first only when it must be
     ("tom-next", "TN"), ("spot-next", "SN"), ("3 mesi", "3M"), ("10 anni", "10Y"), ("2 settimane", "2W"),
 ])
 def test_tenor(span, expected):
@@ -152,12 +155,18 @@ def test_tenor(span, expected):
     ("Citi", "Citi"), (" GS ", "GS"), ("Barclays.", "Barclays"), ("BofA's", "BofA"), ("JPM’s", "JPM"),
     ("Brevan Howard", "Brevan Howard"), ("intesa", "intesa"),
     ("CIBC'S", "CIBC"),
+    # a party described but not named is no counterparty
+    ("client", None), ("Corporate", None), ("a real money account", None), ("the EM desk", None), ("ops", None),
+    ("my PA", None), ("pension fund client", None), ("central bank", None),
+    # a real name made partly of those words stays
+    ("Flow Traders", "Flow Traders"), ("danske bank", "danske bank"), ("Bank of America", "Bank of America"),
+    ("Man Group", "Man Group"), ("Union", "Union"),
 ])
 def test_counterparty(span, expected):
     assert normalize_counterparty(span) == expected
 
 
-@pytest.mark.parametrize("span", ["soonish", "31 feb", "32/01"])
+@pytest.mark.parametrize("span", ["soonish", "31 feb", "32/01", "13/13"])
 def test_tenor_errors(span):
     with pytest.raises(NormalizationError):
         normalize_tenor(span, REF)
