@@ -164,8 +164,41 @@ client clients customer customers cust corporate corporates corp corpo account a
 real money rm fund funds pension hedge hedging hf macro insurer insurance asset manager managers mgr sovereign swf
 central bank family office pb prime broker someone somebody guy guys big
 desk book books flow prop em fx rates credit equity equities ops middle back front settlements sales salesperson
-trader pm pa risk treasury team
+trader pm pa risk treasury team kunde kunden cliente clientes
 """.split())
+# Capitalised words next to a name that are not part of it ("Show MS a bid", "Hey Kenji", "Client: Barclays Ty").
+_NOT_NAME_WORDS = frozenset("""
+a an the my our your client clients customer cust kunde kunden cliente clientes sales desk ops
+ask show tell pls please hey hi hello morning thanks thx ta ok cc for with from to via on at and or but buy sell
+bid offer mine yours cancel cxl can could need needs wants want done re fyi ty tks tx cheers thank
+""".split())
+_NAME_WORD = re.compile(r"[A-Z][a-z]+")
+_TITLE_CASE_LINE = re.compile(r"(?<=\w )(For|In|At|To|The|Of|And|On|With|Pls|Please|Thx|Thanks|Looking|Asks)\b")
+
+
+def whole_name(span: str, text: str) -> str:
+    """The counterparty span widened to the name as written: whole words ("Millenn" -> "Millennium") and the
+    capitalised words around a capitalised one ("Agricole" -> "Credit Agricole", "Abu Dhabi" -> "Abu Dhabi
+    Investment Authority"). A model copies names by tokens and can stop or start inside one; a name never does.
+    """
+    span = span.strip()
+    whole = re.search(r"(?<!\w)" + re.escape(span) + r"(?!\w)", text, re.IGNORECASE)  # "MS", not inside "MSFT"
+    start = whole.start() if whole else text.lower().find(span.lower())
+    if start < 0 or not span:
+        return span
+    end = start + len(span)
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    while end < len(text) and text[end].isalnum():
+        end += 1
+    if not _NAME_WORD.match(text, start) or _TITLE_CASE_LINE.search(text):
+        # an acronym ("MS"), lower case, or a Line Typed In Title Case (capitals say nothing): the word alone
+        return text[start:end]
+    while (m := re.search(r"\b([A-Z][a-z]+) $", text[:start])) and m.group(1).lower() not in _NOT_NAME_WORDS:
+        start = m.start(1)
+    while (m := re.match(r" ([A-Z][a-z]+)\b", text[end:])) and m.group(1).lower() not in _NOT_NAME_WORDS:
+        end += m.end(1)
+    return text[start:end]
 
 
 def normalize_counterparty(span: str) -> str | None:
@@ -552,7 +585,7 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
             out["asset_class"] = by_tenor
             derived["asset_class"] = derived.get("asset_class", ("asset_class",)) + ("tenor",)
     if raw.get("counterparty"):
-        out["counterparty"] = normalize_counterparty(raw["counterparty"]) or None
+        out["counterparty"] = normalize_counterparty(whole_name(raw["counterparty"], text)) or None
 
     if raw.get("bid") is not None and raw.get("ask") is not None:
         try:

@@ -33,7 +33,7 @@ def test_manifest_matches_the_file(name):
     assert file_manifest(path)["sha256"] == listed["sha256"], f"{name} changed: rerun `streamer data manifest`"
 
 
-@pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl"])
+@pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "probe_counterparty.jsonl"])
 def test_annotated_records_are_valid(name):
     records = read_jsonl(DATASETS / name)
     ids = [r["id"] for r in records]
@@ -64,8 +64,16 @@ def test_training_files_do_not_contain_held_out_messages(name):
     assert leaked == []
 
 
-def test_every_hand_annotated_record_is_trainable():
-    """hand.jsonl was written for training: each annotation must reproduce through the normalizer."""
-    records = read_jsonl(DATASETS / "hand.jsonl")
+@pytest.mark.parametrize("name", ["hand.jsonl", "probe_counterparty.jsonl"])
+def test_every_hand_annotated_record_is_trainable(name):
+    """Hand-written lines are (or will be) trained on: each annotation must reproduce through the normalizer."""
+    records = read_jsonl(DATASETS / name)
     pairs, failures = build_targets(records)
     assert (len(pairs), dict(failures)) == (len(records), {})
+
+
+def test_the_probe_is_new_to_every_other_file():
+    """probe_counterparty.jsonl measures the shipped adapter on wording it has not seen."""
+    probe = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / "probe_counterparty.jsonl")}
+    for name in ["gold.jsonl", "hand.jsonl", "synth_train.jsonl"]:
+        assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in probe] == [], name

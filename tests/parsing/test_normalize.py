@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from streamer.parsing.normalize import (
-    NormalizationError, implied_asset_class, is_grounded, normalize_counterparty, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
+    NormalizationError, implied_asset_class, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
     normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency, split_pair_tenor,
 )
 
@@ -164,6 +164,24 @@ def test_tenor(span, expected):
 ])
 def test_counterparty(span, expected):
     assert normalize_counterparty(span) == expected
+
+
+@pytest.mark.parametrize("span, text, expected", [
+    ("Millenn", "HF client Millennium selling 40 eurusd", "Millennium"),  # stopped inside a word
+    ("Agricole", "Credit Agricole - buy 20 eurjpy", "Credit Agricole"),
+    ("Mitsui Trust", "Sumitomo Mitsui Trust - bid 100 usdjpy", "Sumitomo Mitsui Trust"),
+    ("Abu Dhabi", "Abu Dhabi Investment Authority asking for a 2 way", "Abu Dhabi Investment Authority"),
+    ("Danske", "Danske Bank wants to sell 50 eurdkk", "Danske Bank"),
+    # not widened: acronyms, lower case, chat words and roles around a name, a span not in the text
+    ("MS", "Show MS a bid in 25 kiwi", "MS"), ("Nomura", "Ask Nomura for a px", "Nomura"),
+    ("DZ Bank", "Kunde DZ Bank: verkaufe 25 Mio EURCHF", "DZ Bank"), ("Citi", "sell 10 cable for Citi Thanks", "Citi"),
+    ("citi", "w/ citi pls", "citi"), ("Jess", "Jess - Standard Chartered want to lift", "Jess"),
+    ("Nomura", "for Nomura USDJPY 5", "Nomura"), ("Rabe", "s/b 150 eurusd w/ Rabo", "Rabe"),
+    ("MS", "sell 10k MSFT for MS", "MS"),
+    ("Jane Street", "Jane Street Asks: Looking For A Price In 1.5m Ust 2y Thx", "Jane Street"),
+])
+def test_whole_name(span, text, expected):
+    assert whole_name(span, text) == expected
 
 
 @pytest.mark.parametrize("span", ["soonish", "31 feb", "32/01", "13/13"])
