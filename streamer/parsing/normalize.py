@@ -165,6 +165,13 @@ real money rm fund funds pension hedge hedging hf macro insurer insurance asset 
 central bank family office pb prime broker someone somebody guy guys big
 desk book books flow prop em fx rates credit equity equities ops middle back front settlements sales salesperson
 trader pm pa risk treasury team kunde kunden cliente clientes
+scheme ldi lifeco ssa supra issuer regional cb accounts pensions top global
+uk us usa german french swiss dutch italian spanish nordic scandi asian european japanese canadian australian latam
+""".split())
+# Brokers, venues and platforms: where a trade is done, never with whom (ANNOTATION.md, the probe's settled cases).
+VENUE_WORDS = frozenset("""
+ebs reuters refinitiv lseg bloomberg bbg fxall 360t currenex hotspot tradeweb marketaxess icap tullett bgc
+tradition gfi eurex cme ice screen voice
 """.split())
 # Capitalised words next to a name that are not part of it ("Show MS a bid", "Hey Kenji", "Client: Barclays Ty").
 _NOT_NAME_WORDS = frozenset("""
@@ -204,11 +211,12 @@ def whole_name(span: str, text: str) -> str:
 def normalize_counterparty(span: str) -> str | None:
     """As written, less edge punctuation and a possessive: "BofA's" -> BofA, "Barclays." -> Barclays.
 
-    None for a party described but not named ("client", "a corporate", "the EM desk" are not counterparties).
+    None for a party described but not named ("client", "a corporate", "the EM desk") and for a venue ("EBS",
+    "via Tradition"): neither is a counterparty.
     """
     name = re.sub(r"['’][sS]$", "", span.strip().strip(".,!?:;")).strip()
-    words = re.findall(r"[a-z]+", name.lower())
-    if words and all(word in UNNAMED_PARTY_WORDS for word in words):
+    words = re.findall(r"[a-z0-9]+", name.lower())
+    if words and all(word in UNNAMED_PARTY_WORDS or word in VENUE_WORDS for word in words):
         return None
     return name
 

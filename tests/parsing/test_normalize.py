@@ -157,7 +157,8 @@ def test_tenor(span, expected):
     ("CIBC'S", "CIBC"),
     # a party described but not named is no counterparty
     ("client", None), ("Corporate", None), ("a real money account", None), ("the EM desk", None), ("ops", None),
-    ("my PA", None), ("pension fund client", None), ("central bank", None),
+    ("my PA", None), ("pension fund client", None), ("central bank", None), ("a UK insurer", None),
+    ("an LDI scheme", None), ("EBS", None), ("360T", None), ("voice broker", None), ("Tullett", None),
     # a real name made partly of those words stays
     ("Flow Traders", "Flow Traders"), ("danske bank", "danske bank"), ("Bank of America", "Bank of America"),
     ("Man Group", "Man Group"), ("Union", "Union"),
