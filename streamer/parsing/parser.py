@@ -9,6 +9,7 @@ grammar-constrained generation recording each token's probability -> JSON
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from datetime import date, datetime, timezone
@@ -24,6 +25,9 @@ from streamer.parsing.model import LoadedModel, load_model
 from streamer.parsing.normalize import normalize_extraction
 from streamer.parsing.prompt import DEFAULT_PROMPT_VERSION, PROMPTS, render_prompt
 from streamer.settings import Settings
+
+
+log = logging.getLogger(__name__)
 
 
 class ParseError(RuntimeError):
@@ -60,6 +64,10 @@ class Parser:
         self.prompt_version = (
             self.settings.prompt_version or self.model.adapter_card.get("prompt_version") or DEFAULT_PROMPT_VERSION
         )
+        if self.model.adapter is not None and not self.settings.prompt_version and not self.model.adapter_card:
+            # an adapter copied without its card silently gets the few-shot prompt it was not trained on
+            log.warning("adapter %s has no card (%s); using prompt %s, set --prompt-version if it was trained on "
+                        "another", self.model.adapter, self.model.adapter.with_suffix(".json").name, self.prompt_version)
         if self.prompt_version not in PROMPTS:
             raise ValueError(f"unknown prompt version {self.prompt_version!r}; known: {', '.join(PROMPTS)}")
         bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="ignore") if llm.token_bos() >= 0 else ""

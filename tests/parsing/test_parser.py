@@ -112,3 +112,20 @@ def test_only_parsers_that_generate_alike_share_generations(default_parser, chan
     settings = default_parser.settings.model_copy(update=change)
     with pytest.raises(ValueError, match=f"{differ} differ"):
         default_parser.sharing_generations(settings)
+
+
+def test_an_adapter_without_its_card_is_warned_about(default_parser, tmp_path, caplog):
+    """A copied adapter.gguf without adapter.json gets the few-shot prompt: say so, or it scores like the base model."""
+    import dataclasses
+
+    from streamer.parsing import Parser
+
+    cardless = dataclasses.replace(default_parser.model, adapter=tmp_path / "copied.gguf", adapter_card={})
+    with caplog.at_level("WARNING", logger="streamer.parsing.parser"):
+        parser = Parser(default_parser.settings, model=cardless)
+    assert parser.prompt_version == "fewshot-v1"
+    assert "copied.json" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="streamer.parsing.parser"):
+        Parser(default_parser.settings, model=default_parser.model)
+    assert caplog.text == ""
