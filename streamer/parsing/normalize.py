@@ -156,15 +156,18 @@ def normalize_crypto(span: str) -> str:
     return base + quote
 
 
+# Shared by both lists below: never a counterparty, and never part of the name next to them.
+_CLIENT_WORDS = frozenset("a an the my our your client clients customer cust kunde kunden cliente clientes sales desk "
+                          "ops".split())
 # Words that describe a party without naming it. ANNOTATION.md: an unnamed client, a desk, a book or a
 # colleague never names the counterparty, so a span made only of these words is no counterparty.
-UNNAMED_PARTY_WORDS = frozenset("""
-a an the my our your their his her one some this that another me us you them him we they i
-client clients customer customers cust corporate corporates corp corpo account acct accountholder name local street
+UNNAMED_PARTY_WORDS = _CLIENT_WORDS | frozenset("""
+their his her one some this that another me us you them him we they i
+customers corporate corporates corp corpo account acct accountholder name local street
 real money rm fund funds pension hedge hedging hf macro insurer insurance asset manager managers mgr sovereign swf
 central bank family office pb prime broker someone somebody guy guys big
-desk book books flow prop em fx rates credit equity equities ops middle back front settlements sales salesperson
-trader pm pa risk treasury team kunde kunden cliente clientes
+book books flow prop em fx rates credit equity equities middle back front settlements salesperson
+trader pm pa risk treasury team
 scheme ldi lifeco ssa supra issuer regional cb accounts pensions top global
 uk us usa german french swiss dutch italian spanish nordic scandi asian european japanese canadian australian latam
 """.split())
@@ -174,8 +177,7 @@ ebs reuters refinitiv lseg bloomberg bbg fxall 360t currenex hotspot tradeweb ma
 tradition gfi eurex cme ice screen voice
 """.split())
 # Capitalised words next to a name that are not part of it ("Show MS a bid", "Hey Kenji", "Client: Barclays Ty").
-_NOT_NAME_WORDS = frozenset("""
-a an the my our your client clients customer cust kunde kunden cliente clientes sales desk ops
+_NOT_NAME_WORDS = _CLIENT_WORDS | frozenset("""
 ask show tell pls please hey hi hello morning thanks thx ta ok cc for with from to via on at and or but buy sell
 bid offer mine yours cancel cxl can could need needs wants want done re fyi ty tks tx cheers thank
 """.split())
@@ -189,9 +191,11 @@ def whole_name(span: str, text: str) -> str:
     Investment Authority"). A model copies names by tokens and can stop or start inside one; a name never does.
     """
     span = span.strip()
+    if not span:
+        return span
     whole = re.search(r"(?<!\w)" + re.escape(span) + r"(?!\w)", text, re.IGNORECASE)  # "MS", not inside "MSFT"
     start = whole.start() if whole else text.lower().find(span.lower())
-    if start < 0 or not span:
+    if start < 0:
         return span
     end = start + len(span)
     while start > 0 and text[start - 1].isalnum():
