@@ -1,10 +1,16 @@
 # tradechat-streamer worker image: `docker build -t tradechat-streamer .`
 # The install step is the README's (`pip install .`); llama-cpp-python compiles
-# llama.cpp here, so the image carries a C/C++ toolchain. For a GPU build pass
-# e.g. `--build-arg CMAKE_ARGS=-DGGML_CUDA=on` on a CUDA base image (see docs/streaming.md).
+# llama.cpp here, so the image carries a C/C++ toolchain.
+# Portable by default: llama.cpp is built for AVX2/FMA (every x86-64 server CPU
+# since 2013), not for the build host (-march=native would carry the build
+# host's AVX-512 or AMX into an image that then dies with "Illegal instruction"
+# on another host). At run time `cpu_extra_buffers=auto` keeps weights off the
+# AMX path on CPUs that have it, as outside the image. To build for the host,
+# or for a GPU on a CUDA base image (see docs/streaming.md):
+#   --build-arg CMAKE_ARGS=-DGGML_NATIVE=ON        --build-arg CMAKE_ARGS=-DGGML_CUDA=on
 FROM python:3.11-slim
 
-ARG CMAKE_ARGS=""
+ARG CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake libgomp1 \
     && rm -rf /var/lib/apt/lists/*

@@ -47,6 +47,7 @@ ReasonCode = Literal[
 
 DeadLetterReason = Literal[
     "oversize", "not_utf8", "not_json", "schema_invalid", "processing_error",
+    "processing_crash",  # the parser process died (SIGILL, SIGSEGV, abort) on this message max_parse_crashes times
 ]
 
 

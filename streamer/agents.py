@@ -5,6 +5,10 @@ Failure policy: every record ends on exactly one output topic.
   `ChatMessage` -> `DeadLetter` with the original bytes and key, on the dead-letter topic.
 - `processing_error`: the parser could not attempt the message (longer than the
   context) or raised -> `DeadLetter` as well; the worker goes on.
+- `processing_crash`: the parser process died (a native crash in llama.cpp) each
+  of `max_parse_crashes` times it had this message -> `DeadLetter` with the
+  signal; the worker goes on with a fresh parser process (`parsing/process.py`).
+  A parser process that cannot even load the model stops the worker.
 - The parser is unsure -> `LowConfidence` on the review topic, with its reasons.
 - The broker does not acknowledge an output -> the worker stops with an error and
   the input is not acknowledged, so it is read again after the restart.
@@ -91,13 +95,20 @@ def message_key(message: ChatMessage) -> str:
 
 def parse_or_dead_letter(parser, message: ChatMessage, position: SourcePosition, payload: bytes,
                          key: bytes | None) -> Output:
-    """The parser's result, or a `processing_error` dead letter when it cannot attempt the message."""
+    """The parser's result, or a dead letter when it cannot attempt the message or dies on it."""
     from streamer.parsing import ParseError
+    from streamer.parsing.process import ParserCrashed, ParserUnavailable
 
     try:
         return parser.parse(message, position)
     except ParseError as err:
         return DeadLetter.from_bytes(payload, "processing_error", str(err), position, key)
+    except ParserCrashed as err:
+        log.error("dead-lettering %s at %s:%d@%d: %s", message.message_id, position.topic, position.partition,
+                  position.offset, err)
+        return DeadLetter.from_bytes(payload, "processing_crash", str(err), position, key)
+    except ParserUnavailable:
+        raise  # no message can be parsed: stop, leaving this one unacknowledged for the next worker
     except Exception as err:  # a parser bug must cost one message, not the worker
         log.exception("parser failed on %s at %s:%d@%d", message.message_id, position.topic,
                       position.partition, position.offset)

@@ -25,6 +25,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+PREFILL_TOKENS = 256
+
+
+def prefill_tokens_per_s(llm, repeats: int = 3) -> float:
+    """The machine's batched prompt-evaluation rate for this model: best of `repeats` evaluations of 256 tokens.
+
+    Measured in the same run as the parse loop, so the parse numbers can be read
+    against what this CPU does with one batch; it clears the KV cache, so it runs last.
+    """
+    text = " ".join(SAMPLE) * 8
+    tokens = llm.tokenize(text.encode(), add_bos=False, special=False)[:PREFILL_TOKENS]
+    best = 0.0
+    for _ in range(repeats):
+        llm.reset()
+        started = time.perf_counter()
+        llm.eval(tokens)
+        best = max(best, len(tokens) / (time.perf_counter() - started))
+    llm.reset()
+    return best
+
+
 def load_texts(path: Path | None, n: int) -> list[ChatMessage]:
     if path is None:
         texts = [SAMPLE[i % len(SAMPLE)] for i in range(n)]
@@ -58,10 +79,12 @@ def bench(count: int, file_path: Path | None, **options) -> None:
         evaluated.append(result.provenance.prompt_tokens_evaluated)
         generated.append(result.provenance.generated_tokens)
     wall = time.perf_counter() - wall
+    prefill = prefill_tokens_per_s(parser.model.llm)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = {
         "model": parser.model.path.name, "adapter": parser.adapter_id or "none", "prompt": parser.prompt_version,
         "n_threads": parser.settings.n_threads or "all", "n_gpu_layers": parser.settings.n_gpu_layers,
+        "cpu_extra_buffers": parser.model.extra_buffers,
         "messages": len(messages), "load_s": round(load_s, 2),
         "throughput_msg_s": round(len(messages) / wall, 2),
         "latency_ms_p50": round(percentile(latencies, 0.5), 1), "latency_ms_p95": round(percentile(latencies, 0.95), 1),
@@ -69,6 +92,7 @@ def bench(count: int, file_path: Path | None, **options) -> None:
         "prompt_tokens_evaluated_mean": round(statistics.mean(evaluated), 1),
         "generated_tokens_mean": round(statistics.mean(generated), 1),
         "generated_tokens_per_s": round(sum(generated) / wall, 1),
+        f"prefill_tokens_per_s ({PREFILL_TOKENS} in one batch)": round(prefill),
         "trades": kinds["trade"], "review": kinds["low_confidence"], "peak_rss_mb": round(rss_mb, 1),
     }
     width = max(map(len, rows))

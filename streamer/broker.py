@@ -7,6 +7,9 @@ Kafka (docker-compose.yml) for anything that must survive a restart.
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import IO
 from urllib.parse import urlsplit
 
+from streamer.processes import die_with_parent
 from streamer.settings import Settings
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
@@ -85,6 +89,7 @@ def start_broker(
          "--storage-engine", "memory://tansu/"],
         stdout=log, stderr=subprocess.STDOUT if log is not None else None,
         start_new_session=True,  # Ctrl-C reaches the worker first; the broker is stopped after it
+        preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM),  # never an orphan on our port
     )
     broker = EmbeddedBroker(process, host, port)
     deadline = time.monotonic() + ready_timeout_s

@@ -14,7 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas import ChatMessage
-from streamer.settings import CrossCheckScope, Settings
+from streamer.settings import CpuExtraBuffers, CrossCheckScope, Settings
 
 
 def model_options(fn):
@@ -36,6 +36,9 @@ def model_options(fn):
                      help="Model confidence at which a field the rules read differently still passes (default: "
                           "never; 0.99 fits gold dev)."),
         click.option("--n-gpu-layers", type=int, default=None, help="Layers to offload to a GPU (-1 = all)."),
+        click.option("--cpu-extra-buffers", type=click.Choice(get_args(CpuExtraBuffers)), default=None,
+                     help="llama.cpp's extra CPU weight buffers (repacking, AMX): 'auto' (default) turns them off "
+                          "on CPUs with AMX, where llama.cpp crashes with SIGILL (env STREAMER_CPU_EXTRA_BUFFERS)."),
         click.option("--n-threads", type=int, default=None, help="CPU threads for llama.cpp."),
     ]):
         fn = decorator(fn)
@@ -53,6 +56,16 @@ def load_parser(settings: Settings):
     try:
         return Parser(settings)
     except (ModelLoadError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+
+
+def start_parser_process(settings: Settings):
+    """The workers' parser: the model in a supervised child process (`streamer/parsing/process.py`)."""
+    from streamer.parsing.process import ParserProcess, ParserUnavailable
+
+    try:
+        return ParserProcess(settings)
+    except ParserUnavailable as err:
         raise click.ClickException(str(err)) from None
 
 

@@ -226,8 +226,7 @@ def reprocess(
     consumer, producer, on_record: Callable[[int], None] | None = None,
 ) -> ReprocessSummary:
     """decode -> parse -> route -> publish for each record in range; waits for every delivery."""
-    from streamer.agents import Undecodable, decode, message_key, route
-    from streamer.parsing import ParseError
+    from streamer.agents import Undecodable, decode, message_key, parse_or_dead_letter, route
 
     summary = ReprocessSummary()
     started = time.monotonic()
@@ -253,13 +252,7 @@ def reprocess(
                 result, out_key = DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
             else:
                 out_key = message_key(message)
-                try:
-                    result = parser.parse(message, position)
-                except ParseError as err:
-                    result = DeadLetter.from_bytes(value, "processing_error", str(err), position, key)
-                except Exception as err:  # a parser bug costs one message, as in the live agent
-                    detail = f"{type(err).__name__}: {err}"
-                    result = DeadLetter.from_bytes(value, "processing_error", detail, position, key)
+                result = parse_or_dead_letter(parser, message, position, value, key)
             producer.produce(route(result, outputs), value=result.to_json(), key=out_key,
                              on_delivery=delivered)
             summary.outputs[result.kind] += 1

@@ -15,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CrossCheckScope = Literal["omissions", "all"]
+CpuExtraBuffers = Literal["auto", "on", "off"]
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,11 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(default=None, description="CPU threads for llama.cpp; empty = all cores.")
     n_batch: int = 512
     n_gpu_layers: int = Field(default=0, description="Layers offloaded to the GPU; -1 = all.")
+    cpu_extra_buffers: CpuExtraBuffers = Field(
+        default="auto",
+        description="llama.cpp's extra CPU weight buffer types (repacked and AMX layouts): 'auto' turns them off "
+                    "on CPUs that report AMX, where llama.cpp's AMX path dies with SIGILL, and on elsewhere.",
+    )
     max_tokens: int = Field(default=160, description="Cap on generated tokens per message.")
     confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Below this a result goes to review.")
     prompt_version: str | None = Field(default=None, description="Force a prompt version; empty = the adapter's, else few-shot.")
@@ -72,9 +78,24 @@ class Settings(BaseSettings):
     transactional_id: str | None = Field(
         default=None, description="Kafka transactional.id of this worker; empty = <group_id>-<host>-<web_port>.",
     )
+    max_parse_crashes: int = Field(
+        default=2, ge=1,
+        description="A message in flight each time the parser process died this many times is dead-lettered "
+                    "as processing_crash; the worker starts a fresh parser process and goes on.",
+    )
+    parser_factory: str | None = Field(
+        default=None,
+        description="'module:function' building the workers' parser from Settings inside the parser process; "
+                    "empty = the llama.cpp Parser. For stand-ins in tests.",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as the STREAMER_* variables a child process reads them back from (None left out)."""
+        return {f"STREAMER_{name.upper()}": str(value)
+                for name, value in self.model_dump(mode="json").items() if value is not None}
 
     @property
     def heartbeat_interval_s(self) -> float:

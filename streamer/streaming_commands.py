@@ -6,7 +6,10 @@ Faust, confluent-kafka and llama.cpp are imported inside the commands so that
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +17,8 @@ from typing import IO
 
 import click
 
-from streamer.cli_options import load_parser, model_options, settings_from, stderr_console
+from streamer.cli_options import model_options, settings_from, start_parser_process, stderr_console
+from streamer.processes import describe_exit, die_with_parent, exit_hint
 from streamer.settings import Settings
 
 # A consumer group's first join on Tansu took ~23 s with default timeouts and ~3 s with 6 s ones.
@@ -39,6 +43,9 @@ def worker_options(fn):
                      help="Partitions of topics the worker creates."),
         click.option("--max-message-bytes", type=click.IntRange(min=1), default=None,
                      help="Larger inputs are dead-lettered as oversize."),
+        click.option("--max-parse-crashes", type=click.IntRange(min=1), default=None,
+                     help="Dead-letter a message (processing_crash) once the parser process has died on it this "
+                          "many times (default 2)."),
         click.option("--exactly-once", "processing_guarantee", flag_value="exactly_once", default=None,
                      help="One Kafka transaction per batch: each input's result exactly once for read_committed "
                           "readers (env STREAMER_PROCESSING_GUARANTEE=exactly_once)."),
@@ -72,7 +79,7 @@ def run_worker(settings: Settings) -> None:
     if is_listening(settings.web_host, settings.web_port):
         raise click.ClickException(f"port {settings.web_port} is taken: give each worker on a host its own --web-port")
     _ensure_topics(settings)
-    parser = load_parser(settings)  # before joining the group, so a rebalance never waits on a model load
+    parser = start_parser_process(settings)  # before joining the group, so a rebalance never waits on a model load
     app = create_app(settings)
     topics = declare_topics(app, settings)
     register_agents(app, topics, settings, parser)
@@ -80,9 +87,12 @@ def run_worker(settings: Settings) -> None:
     click.echo(
         f"worker: {settings.input_topic} -> {settings.parsed_topic} | {settings.review_topic} | "
         f"{settings.deadletter_topic} on {settings.broker_url}, group {settings.group_id}; "
-        f"POST http://{settings.web_host}:{settings.web_port}{INGEST_PATH}", err=True,
+        f"POST http://{settings.web_host}:{settings.web_port}{INGEST_PATH}; parser: {parser.description}", err=True,
     )
-    faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
+    try:
+        faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
+    finally:
+        parser.close()
 
 
 def run_transactional_worker(settings: Settings) -> None:
@@ -90,9 +100,10 @@ def run_transactional_worker(settings: Settings) -> None:
     from confluent_kafka import KafkaException
 
     from streamer.exactly_once import TransactionalWorker
+    from streamer.parsing.process import ParserUnavailable
 
     _ensure_topics(settings)
-    parser = load_parser(settings)
+    parser = start_parser_process(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -100,12 +111,17 @@ def run_transactional_worker(settings: Settings) -> None:
     click.echo(
         f"worker (exactly-once, transactional.id {worker.transactional_id}): {settings.input_topic} -> "
         f"{settings.parsed_topic} | {settings.review_topic} | {settings.deadletter_topic} on {settings.broker_url}, "
-        f"group {settings.group_id}; read outputs with isolation.level=read_committed", err=True,
+        f"group {settings.group_id}; read outputs with isolation.level=read_committed; parser: {parser.description}",
+        err=True,
     )
     try:
         worker.run()
     except KafkaException as err:
         raise click.ClickException(f"Kafka: {err.args[0].str()}") from None
+    except ParserUnavailable as err:
+        raise click.ClickException(str(err)) from None
+    finally:
+        parser.close()
     click.echo(f"worker: stopped after {worker.processed} messages in {worker.committed_batches} transactions", err=True)
 
 
@@ -144,10 +160,44 @@ def dev(**options) -> None:
     settings = settings_from(**{**DEV_PROFILE, **options})
     embedded = _start_embedded(settings, reuse=True)
     try:
-        run_worker(settings)
+        status, asked_to_stop = _supervise_worker(settings)
     finally:
         if embedded is not None:
             embedded.stop()
+    if status != 0 and not (asked_to_stop and status == -signal.SIGTERM):
+        hint = exit_hint(status)
+        raise click.ClickException(f"dev: the worker {describe_exit(status)}" + (f"; {hint}" if hint else "")
+                                   + ("; the embedded broker is stopped" if embedded is not None else ""))
+
+
+def _supervise_worker(settings: Settings) -> tuple[int, bool]:
+    """Run `streamer worker` with `settings` as a child until it exits; SIGINT/SIGTERM stop it gracefully.
+
+    A child, not a call: whatever kills the worker (a native crash, the OOM
+    killer) leaves `dev` alive to say so and to stop the broker it started. The
+    first SIGINT/SIGTERM is passed on as SIGTERM (finish the message in flight,
+    commit, leave the group); a second one kills the worker. Returns (exit
+    status, whether a signal asked it to stop).
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("STREAMER_")}
+    worker_process = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "worker"], env={**env, **settings.to_env()},
+        start_new_session=True,  # terminal signals reach `dev`, which passes them on once
+        preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM),
+    )
+    signals: list[int] = []
+
+    def stop(signum, _frame) -> None:
+        signals.append(signum)
+        worker_process.send_signal(signal.SIGTERM if len(signals) == 1 else signal.SIGKILL)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = worker_process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return status, bool(signals)
 
 
 def _start_embedded(settings: Settings, reuse: bool):

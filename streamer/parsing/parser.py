@@ -89,6 +89,12 @@ class Parser:
             llm.reset()
             llm.eval(self._prefix_tokens)
 
+    def describe(self) -> str:
+        """One line for logs: model, adapter, prompt and the CPU buffer choice."""
+        adapter = f"adapter {self.adapter_id}" if self.adapter_id else "no adapter"
+        return (f"{self.model.path.name}, {adapter}, prompt {self.prompt_version}, "
+                f"llama.cpp extra CPU buffer types {self.model.extra_buffers}")
+
     @property
     def prefix_token_count(self) -> int:
         return len(self._prefix_tokens)

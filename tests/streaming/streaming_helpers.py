@@ -41,13 +41,14 @@ def fresh_stream_settings(base_settings: Settings, broker, tmp_path: Path) -> Se
     return settings
 
 
+HERE = Path(__file__).resolve().parent
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
-    """`settings` as the STREAMER_* environment a subprocess reads them from."""
+    """`settings` as the STREAMER_* environment a subprocess reads them from (and the stand-in parser importable)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMER_")}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"STREAMER_{name.upper()}"] = str(value)
-    return env
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))  # standin_parser
+    return {**env, **settings.to_env()}
 
 
 @dataclass
