@@ -77,10 +77,10 @@ def cpu_flags(cpuinfo: str) -> set[str]:
     return flags
 
 
-def amx_flags(cpuinfo_path: Path = CPUINFO) -> list[str]:
+def amx_flags(cpuinfo_path: Path | None = None) -> list[str]:
     """The AMX flags this CPU reports (none where /proc/cpuinfo is unreadable, e.g. macOS)."""
     try:
-        flags = cpu_flags(cpuinfo_path.read_text(errors="replace"))
+        flags = cpu_flags((cpuinfo_path or CPUINFO).read_text(errors="replace"))
     except OSError:
         return []
     return [flag for flag in AMX_FLAGS if flag in flags]

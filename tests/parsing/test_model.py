@@ -71,3 +71,16 @@ def test_the_model_reads_alike_with_extra_buffers_on_and_off(default_settings):
                             ("buy 10m cable 1w @ 1.2710", "sell 200 AAPL lmt 187.5")]
     for on, off in zip(results["on"], results["off"]):
         assert on.model_dump(exclude={"provenance"}) == off.model_dump(exclude={"provenance"})
+
+
+@pytest.mark.integration
+def test_auto_loads_the_model_without_extra_buffers_on_a_cpu_reporting_amx(default_settings, tmp_path, monkeypatch):
+    """What a Sapphire Rapids machine's /proc/cpuinfo makes `auto` do, through the real load."""
+    from streamer.parsing import Parser, model
+
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(SAPPHIRE_RAPIDS)
+    monkeypatch.setattr(model, "CPUINFO", fake)
+    parser = Parser(default_settings.model_copy(update={"cpu_extra_buffers": "auto"}))
+    assert parser.model.extra_buffers.startswith("off (auto: the CPU reports amx_tile, amx_int8, amx_bf16")
+    assert parser.parse(ChatMessage(text="buy 10m cable")).kind in ("trade", "low_confidence")
