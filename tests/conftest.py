@@ -37,7 +37,7 @@ def default_parser(default_settings):
 @pytest.fixture(scope="session")
 def broker():
     """The embedded Tansu broker on a free localhost port, for the whole session (memory only)."""
-    from streamer.broker import free_port, start_broker
+    from streamer.streaming.broker import free_port, start_broker
 
     embedded = start_broker(port=free_port())
     yield embedded

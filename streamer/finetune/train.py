@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 from streamer.finetune.targets import build_targets
-from streamer.parsing.prompt import PROMPTS, render_prompt
+from streamer.parsing.prompt import PROMPTS, PromptTokens
 
 PROMPT_VERSION = "tuned-v1"
 END_OF_TURN = "<|im_end|>"
@@ -82,30 +82,24 @@ def read_records(path: Path) -> list[dict]:
 
 
 class ParserTokens:
-    """Token ids exactly as `Parser` builds them, from llama.cpp's vocabulary (no weights loaded)."""
+    """Token ids exactly as `Parser` builds them (`PromptTokens`), from llama.cpp's vocabulary (no weights loaded)."""
 
     def __init__(self, base_path: Path):
         from llama_cpp import Llama
 
         self.vocab = Llama(model_path=str(base_path), vocab_only=True, verbose=False)
         llm = self.vocab
-        bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="ignore") if llm.token_bos() >= 0 else ""
-        eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="ignore") if llm.token_eos() >= 0 else ""
-        self.prompt = render_prompt(PROMPTS[PROMPT_VERSION], llm.metadata.get("tokenizer.chat_template"), bos, eos)
-        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true" and not (
-            bos and self.prompt.prefix.startswith(bos)
-        )
-        self.prefix = llm.tokenize(self.prompt.prefix.encode(), add_bos=add_bos, special=True)
-        self.suffix = llm.tokenize(self.prompt.suffix.encode(), add_bos=False, special=True)
+        self.tokens = PromptTokens.for_model(llm, PROMPTS[PROMPT_VERSION])
+        self.prompt, self.prefix, self.suffix = self.tokens.prompt, self.tokens.prefix, self.tokens.suffix
         end = llm.tokenize(END_OF_TURN.encode(), add_bos=False, special=True)
         self.end_of_turn = end[0] if len(end) == 1 else llm.token_eos()
         self.eos = llm.token_eos()
 
     def prompt_ids(self, text: str) -> list[int]:
-        return self.prefix + self.vocab.tokenize(text.encode(), add_bos=False, special=False) + self.suffix
+        return self.tokens.prompt_ids(text)
 
     def text_ids(self, text: str) -> list[int]:
-        return self.vocab.tokenize(text.encode(), add_bos=False, special=False)
+        return self.tokens.message_ids(text)
 
     def detokenize(self, ids: list[int]) -> str:
         return self.vocab.detokenize(ids).decode(errors="replace")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from streamer.agents import Undecodable, decode, message_key, publish
 from streamer.settings import Settings
+from streamer.streaming.faust_worker import publish
+from streamer.streaming.pipeline import Undecodable, decode, message_key
 
 INGEST_PATH = "/ingest"
 

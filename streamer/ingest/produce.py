@@ -1,7 +1,7 @@
 """`streamer produce`: chat lines (plain text or ChatMessage JSONL) onto the input topic.
 
 Each good line becomes one `ChatMessage` record keyed by channel (see
-`agents.message_key`), stamped with the time it was read when it has no
+`pipeline.message_key`), stamped with the time it was read when it has no
 timestamp, and sent with an idempotent acks=all producer. Bad lines are
 reported with their line number and not sent; a record the broker does not
 acknowledge is reported too. Nothing is dropped without a line on stderr.
@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from typing import IO, Callable
 
 from schemas import ChatMessage, derive_message_id
-from streamer.agents import message_key
 from streamer.settings import Settings
+from streamer.streaming.pipeline import message_key
 
 
 @dataclass
@@ -46,10 +46,10 @@ def produce_messages(
     flush_timeout_s: float = 30.0,
 ) -> ProduceReport:
     """Send every good line of `stream` to the input topic and wait for the broker's acknowledgements."""
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import Producer
 
-    from streamer.cli_options import read_message_lines
-    from streamer.kafka import producer_config
+    from streamer.ingest.lines import read_message_lines
+    from streamer.streaming.kafka import produce, producer_config
 
     report = ProduceReport()
     producer = Producer(producer_config(settings))
@@ -74,18 +74,11 @@ def produce_messages(
             report.bad_lines += 1
             on_error(error)
         else:
-            while True:
-                try:
-                    producer.produce(settings.input_topic, key=message_key(message), value=value,
-                                     on_delivery=delivered(number, message.message_id))
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain
-                    producer.poll(0.5)
-                except KafkaException as err:
-                    report.undelivered += 1
-                    on_error(f"{name}:{number}: not sent ({err.args[0].str()})")
-                    break
-            producer.poll(0)
+            refused = produce(producer, settings.input_topic, value, message_key(message),
+                              delivered(number, message.message_id))
+            if refused is not None:
+                report.undelivered += 1
+                on_error(f"{name}:{number}: not sent ({refused.str()})")
         on_line(number)
     left = producer.flush(flush_timeout_s)
     if left:

@@ -23,7 +23,7 @@ from streamer.parsing import confidence, rules
 from streamer.parsing.grammar import EXTRACTION_FIELDS, Extraction, build_gbnf
 from streamer.parsing.model import LoadedModel, load_model
 from streamer.parsing.normalize import normalize_extraction
-from streamer.parsing.prompt import DEFAULT_PROMPT_VERSION, PROMPTS, render_prompt
+from streamer.parsing.prompt import DEFAULT_PROMPT_VERSION, PROMPTS, PromptTokens
 from streamer.settings import Settings
 
 
@@ -70,14 +70,8 @@ class Parser:
                         "another", self.model.adapter, self.model.adapter.with_suffix(".json").name, self.prompt_version)
         if self.prompt_version not in PROMPTS:
             raise ValueError(f"unknown prompt version {self.prompt_version!r}; known: {', '.join(PROMPTS)}")
-        bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="ignore") if llm.token_bos() >= 0 else ""
-        eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="ignore") if llm.token_eos() >= 0 else ""
-        self.prompt = render_prompt(PROMPTS[self.prompt_version], llm.metadata.get("tokenizer.chat_template"), bos, eos)
-        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true" and not (
-            bos and self.prompt.prefix.startswith(bos)
-        )
-        self._prefix_tokens = llm.tokenize(self.prompt.prefix.encode(), add_bos=add_bos, special=True)
-        self._suffix_tokens = llm.tokenize(self.prompt.suffix.encode(), add_bos=False, special=True)
+        self.tokens = PromptTokens.for_model(llm, PROMPTS[self.prompt_version])
+        self.prompt = self.tokens.prompt
         self._grammar = LlamaGrammar.from_string(build_gbnf(), verbose=False)
         self._n_vocab = llm.n_vocab()
         self._eos = llm.token_eos()
@@ -87,7 +81,7 @@ class Parser:
         self.adapter_id = self.model.adapter_card.get("id") or (adapter.parent.name if adapter else None)
         with self._lock:  # evaluate the shared prefix once, so even the first message reuses it
             llm.reset()
-            llm.eval(self._prefix_tokens)
+            llm.eval(self.tokens.prefix)
 
     def describe(self) -> str:
         """One line for logs: model, adapter, prompt and the CPU buffer choice."""
@@ -97,7 +91,7 @@ class Parser:
 
     @property
     def prefix_token_count(self) -> int:
-        return len(self._prefix_tokens)
+        return len(self.tokens.prefix)
 
     def sharing_generations(self, settings: Settings) -> Parser:
         """A parser on this one's model that reuses its generations and judges them with other settings.
@@ -144,8 +138,8 @@ class Parser:
 
     def _generate(self, text: str) -> tuple[bytes, list[tuple[int, int]], list[float], int]:
         llm = self.model.llm
-        body = llm.tokenize(text.encode(), add_bos=False, special=False)
-        tokens = self._prefix_tokens + body + self._suffix_tokens
+        body = self.tokens.message_ids(text)
+        tokens = self.tokens.prefix + body + self.tokens.suffix
         if len(tokens) + self.settings.max_tokens > self.settings.n_ctx:
             raise ParseError(
                 f"message is {len(body)} tokens; with the prompt it exceeds n_ctx={self.settings.n_ctx}"

@@ -9,7 +9,7 @@ function, so training sees exactly what the parser sends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -92,3 +92,38 @@ def render_prompt(spec: PromptSpec, chat_template: str | None, bos_token: str = 
     if not sep:
         raise ValueError("chat template dropped the user message")
     return RenderedPrompt(spec.version, prefix, suffix)
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """A prompt as llama.cpp token ids, `prefix + message + suffix`: the one tokenization path.
+
+    The parser evaluates exactly these ids and fine-tuning trains on exactly
+    these ids (`finetune/train.py`), so the two cannot drift apart. `llm` is a
+    `llama_cpp.Llama`; a vocabulary-only one (`vocab_only=True`) gives the same
+    ids. The message is tokenized without special tokens, so chat text cannot
+    inject control tokens.
+    """
+
+    prompt: RenderedPrompt
+    prefix: list[int]
+    suffix: list[int]
+    llm: object = field(repr=False, compare=False)
+
+    @classmethod
+    def for_model(cls, llm, spec: PromptSpec) -> PromptTokens:
+        bos = llm.detokenize([llm.token_bos()], special=True).decode(errors="ignore") if llm.token_bos() >= 0 else ""
+        eos = llm.detokenize([llm.token_eos()], special=True).decode(errors="ignore") if llm.token_eos() >= 0 else ""
+        prompt = render_prompt(spec, llm.metadata.get("tokenizer.chat_template"), bos, eos)
+        # the template may already start with the BOS text; a second BOS token would shift every position
+        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true" and not (
+            bos and prompt.prefix.startswith(bos)
+        )
+        return cls(prompt, llm.tokenize(prompt.prefix.encode(), add_bos=add_bos, special=True),
+                   llm.tokenize(prompt.suffix.encode(), add_bos=False, special=True), llm)
+
+    def message_ids(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode(), add_bos=False, special=False)
+
+    def prompt_ids(self, text: str) -> list[int]:
+        return self.prefix + self.message_ids(text) + self.suffix

@@ -30,7 +30,7 @@ def test_prompt_prefix_comes_from_the_kv_cache(request, which):
     llm = parser.model.llm
     for text in MESSAGES:
         result = parser.parse(text)
-        own = len(llm.tokenize(text.encode(), add_bos=False, special=False)) + len(parser._suffix_tokens)
+        own = len(llm.tokenize(text.encode(), add_bos=False, special=False)) + len(parser.tokens.suffix)
         assert result.provenance.prompt_tokens_evaluated <= own + 1
 
 

@@ -20,8 +20,9 @@ WAIT_S = 120.0  # generous: the machine is shared; no test asserts on time
 
 
 def fresh_stream_settings(base_settings: Settings, broker, tmp_path: Path) -> Settings:
-    from streamer.broker import free_port
-    from streamer.kafka import ensure_topics, topic_names
+    from streamer.streaming.broker import free_port
+    from streamer.streaming.kafka import ensure_topics
+    from streamer.streaming.pipeline import Topics
 
     run = uuid.uuid4().hex[:8]
     settings = base_settings.model_copy(update={
@@ -37,7 +38,7 @@ def fresh_stream_settings(base_settings: Settings, broker, tmp_path: Path) -> Se
         "web_port": free_port(),
         "data_dir": tmp_path / "streamer-data",
     })
-    ensure_topics(settings, topic_names(settings))
+    ensure_topics(settings, Topics.from_settings(settings).all())
     return settings
 
 
@@ -103,7 +104,7 @@ def read_all(settings: Settings, topics: list[str], idle_s: float = 1.0) -> list
     """
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from streamer.kafka import consumer_config
+    from streamer.streaming.kafka import consumer_config
 
     consumer = Consumer(consumer_config(settings, f"{settings.group_id}-reader"))
     try:
@@ -152,7 +153,7 @@ def produce_raw(settings: Settings, values: list[tuple[bytes | None, bytes]]) ->
     """Send (key, value) byte pairs to the input topic; return their (partition, offset)."""
     from confluent_kafka import Producer
 
-    from streamer.kafka import producer_config
+    from streamer.streaming.kafka import producer_config
 
     positions: list[tuple[int, int] | None] = [None] * len(values)
     producer = Producer(producer_config(settings))
@@ -169,7 +170,7 @@ def committed_offsets(settings: Settings) -> dict[int, int]:
     """The group's committed offset per input partition (0 where nothing is committed)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from streamer.kafka import consumer_config
+    from streamer.streaming.kafka import consumer_config
 
     consumer = Consumer(consumer_config(settings, settings.group_id))
     try:
@@ -183,7 +184,7 @@ def committed_offsets(settings: Settings) -> dict[int, int]:
 def group_members(settings: Settings) -> int:
     from confluent_kafka.admin import AdminClient
 
-    from streamer.kafka import bootstrap_servers
+    from streamer.streaming.kafka import bootstrap_servers
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
     description = admin.describe_consumer_groups([settings.group_id], request_timeout=10)[settings.group_id].result()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamer.broker import BrokerStartError, local_address, start_broker
 from streamer.settings import Settings
+from streamer.streaming.broker import BrokerStartError, local_address, start_broker
 
 
 @pytest.mark.parametrize("url, address", [

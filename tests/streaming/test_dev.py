@@ -17,8 +17,8 @@ import pytest
 from standin_parser import CRASHING_AT_LOAD, FACTORY
 from streaming_helpers import settings_env
 
-from streamer.broker import free_port, is_listening
 from streamer.settings import Settings
+from streamer.streaming.broker import free_port, is_listening
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from streaming_helpers import (
 )
 
 from schemas import ChatMessage, DeadLetter
-from streamer.broker import is_listening
+from streamer.streaming.broker import is_listening
 
 pytestmark = pytest.mark.integration
 

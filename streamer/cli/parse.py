@@ -1,9 +1,4 @@
-"""`streamer`: the command line. Each verb lives with its stage; this file wires them.
-
-Heavy imports (llama_cpp, faust, confluent_kafka, torch, matplotlib) happen
-inside the commands, so `streamer --help` stays instant. What the commands
-share (model options, settings, parser loading) is in cli_options.py.
-"""
+"""`streamer parse`: one message, a file or stdin, without Kafka: one JSON result per message."""
 
 from __future__ import annotations
 
@@ -14,22 +9,11 @@ from typing import IO
 import click
 
 from schemas import ChatMessage
-from streamer.benchmark import bench
-from streamer.cli_options import dumps, load_parser, model_options, read_message_lines, settings_from, stderr_console
-from streamer.data.commands import data
-from streamer.evaluation.commands import eval_command
-from streamer.finetune.commands import finetune
-from streamer.replay_commands import diff, replay, reprocess
-from streamer.streaming_commands import register as register_streaming
+from streamer.cli.options import dumps, load_parser, model_options, settings_from, stderr_console
+from streamer.ingest.lines import read_message_lines
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="tradechat-streamer")
-def main() -> None:
-    """Parse trader chat and RFQs into structured trades, on the command line or from Kafka."""
-
-
-@main.command()
+@click.command()
 @click.argument("text", required=False)
 @click.option("--file", "file_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Read one message per line (plain text or ChatMessage JSONL).")
@@ -90,10 +74,3 @@ def _parse_stream(parser, stream, name: str, out, total: int | None) -> None:
     click.echo(f"{counts['trade']} trades, {counts['low_confidence']} for review, {counts['error']} bad lines", err=True)
     if counts["error"]:
         sys.exit(1)
-
-
-# Verbs that live with their stages.
-main.add_command(model_options(bench))
-register_streaming(main)
-for _command in (eval_command, replay, reprocess, diff, data, finetune):
-    main.add_command(_command)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from schemas import ChatMessage
-from streamer.reprocess import RangeSpec, check_tag, model_tag, tagged_topics
+from streamer.history.reprocess import RangeSpec, check_tag, model_tag, tagged_topics
 from streamer.settings import Settings
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -68,7 +68,8 @@ def test_model_tag_is_a_valid_topic_suffix(model, adapter, prompt, tag):
 
 def test_tagged_topics_follow_the_settings():
     settings = Settings(parsed_topic="p", review_topic="r", deadletter_topic="d")
-    assert tagged_topics(settings, "v2").names() == ["p.v2", "r.v2", "d.v2"]
+    topics = tagged_topics(settings, "v2", "chat.raw")
+    assert (topics.input, topics.outputs()) == ("chat.raw", ["p.v2", "r.v2", "d.v2"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -89,7 +90,7 @@ def test_reprocess_rejects_bad_options_in_one_line(args, message):
 def _produce(settings: Settings, topic: str, records: list[tuple[bytes, datetime]]) -> None:
     from confluent_kafka import Producer
 
-    from streamer.kafka import ensure_topics, producer_config
+    from streamer.streaming.kafka import ensure_topics, producer_config
 
     ensure_topics(settings, [topic])
     producer = Producer(producer_config(settings))
@@ -99,7 +100,7 @@ def _produce(settings: Settings, topic: str, records: list[tuple[bytes, datetime
 
 
 def _read_all(settings: Settings, topic: str) -> list[dict]:
-    from streamer.reprocess import RangeSpec, plan_ranges, range_consumer, read_range
+    from streamer.history.reprocess import RangeSpec, plan_ranges, range_consumer, read_range
 
     consumer = range_consumer(settings, "test")
     try:
@@ -111,7 +112,7 @@ def _read_all(settings: Settings, topic: str) -> list[dict]:
 def _committed(settings: Settings, group: str, topic: str) -> list[int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    from streamer.kafka import consumer_config
+    from streamer.streaming.kafka import consumer_config
 
     consumer = Consumer(consumer_config(settings, group))
     try:
@@ -127,9 +128,8 @@ def _chat(text: str, ts: datetime) -> bytes:
 @pytest.fixture
 def reprocess_cli(monkeypatch, default_parser):
     """The CLI with the session's real parser, so the model is loaded once for all tests."""
+    import streamer.cli.history as commands
     from streamer.cli import main
-
-    import streamer.replay_commands as commands
 
     monkeypatch.setattr(commands, "load_parser", lambda settings: default_parser)
     return lambda *args: CliRunner().invoke(main, ["reprocess", *args])
@@ -140,7 +140,7 @@ def test_reprocess_time_range_one_output_per_input_and_live_offsets_untouched(br
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    from streamer.kafka import consumer_config
+    from streamer.streaming.kafka import consumer_config
 
     run = uuid.uuid4().hex[:8]
     settings = Settings(broker_url=broker.url, topic_partitions=1)

@@ -1,4 +1,11 @@
-"""The stream, top to bottom: chat.raw -> decode -> parse -> route -> publish -> ack.
+"""The stream's one path, top to bottom: record -> decode -> parse (or dead-letter) -> route.
+
+Every runner calls `process` for each input record and publishes the result to
+`topics.route(result)`: the Faust worker (`faust_worker.py`, at-least-once),
+the transactional worker (`transactional.py`, exactly-once), `streamer
+reprocess` (`history/reprocess.py`); HTTP ingest (`ingest/http.py`) checks its
+bodies with the same `decode`. What differs between runners is only how
+offsets are committed.
 
 Failure policy: every record ends on exactly one output topic.
 - `oversize`, `not_utf8`, `not_json`, `schema_invalid`: the bytes cannot become a
@@ -12,19 +19,14 @@ Failure policy: every record ends on exactly one output topic.
 - The parser is unsure -> `LowConfidence` on the review topic, with its reasons.
 - The broker does not acknowledge an output -> the worker stops with an error and
   the input is not acknowledged, so it is read again after the restart.
-
-Delivery is at-least-once here (`exactly_once.py` is the transactional mode): an input's offset is acknowledged to Faust (which
-commits it every `commit_interval_s`) only after its output was written to all
-in-sync replicas (acks=all). A crash in between re-parses the message; outputs
-carry `message_id` and the source position, so consumers can drop duplicates.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Generic, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -35,6 +37,31 @@ from streamer.settings import Settings
 log = logging.getLogger(__name__)
 
 Output = Trade | LowConfidence | DeadLetter
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Topics(Generic[T]):
+    """The pipeline's four topics, as names (`Topics.from_settings`) or as a client's topic objects."""
+
+    input: T
+    parsed: T
+    review: T
+    deadletter: T
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics[str]:
+        return cls(settings.input_topic, settings.parsed_topic, settings.review_topic, settings.deadletter_topic)
+
+    def route(self, result: Output) -> T:
+        """Trade -> parsed, LowConfidence -> review, DeadLetter -> dead letters."""
+        return {"trade": self.parsed, "low_confidence": self.review, "dead_letter": self.deadletter}[result.kind]
+
+    def outputs(self) -> list[T]:
+        return [self.parsed, self.review, self.deadletter]
+
+    def all(self) -> list[T]:
+        return [self.input, *self.outputs()]
 
 
 class Undecodable(ValueError):
@@ -44,12 +71,6 @@ class Undecodable(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
-
-
-def source_position(record) -> SourcePosition:
-    """Where a Faust `Message` came from (its broker timestamp too, when it has one)."""
-    stamp = datetime.fromtimestamp(record.timestamp, timezone.utc) if record.timestamp else None
-    return SourcePosition(topic=record.topic, partition=record.partition, offset=record.offset, timestamp=stamp)
 
 
 # -- decode ---------------------------------------------------------------------------
@@ -115,46 +136,19 @@ def parse_or_dead_letter(parser, message: ChatMessage, position: SourcePosition,
         return DeadLetter.from_bytes(payload, "processing_error", f"{type(err).__name__}: {err}", position, key)
 
 
-async def parse(parser, executor: ThreadPoolExecutor, message: ChatMessage, position: SourcePosition,
-                payload: bytes, key: bytes | None) -> Output:
-    """Run the parser in its own thread, so heartbeats and rebalances go on during a generation."""
-    return await asyncio.get_running_loop().run_in_executor(
-        executor, parse_or_dead_letter, parser, message, position, payload, key)
+# -- one record -----------------------------------------------------------------------
 
 
-# -- route and publish ----------------------------------------------------------------
+def process(value: bytes | None, key: bytes | None, position: SourcePosition, parser,
+            max_bytes: int) -> tuple[Output, bytes | None]:
+    """One input record -> (its result, the output's key); never raises for bad input or a parser failure.
 
-
-def route(result: Output, topics):
-    """Trade -> parsed, LowConfidence -> review, DeadLetter -> dead letters."""
-    return {"trade": topics.parsed, "low_confidence": topics.review, "dead_letter": topics.deadletter}[result.kind]
-
-
-async def publish(topic, key: str | bytes | None, value: Output | bytes) -> None:
-    """Send and wait until all in-sync replicas have the record (acks=all); raises if they never do."""
-    delivered = await topic.send(key=key, value=value)
-    await delivered
-
-
-def register_agents(app, topics, settings: Settings, parser) -> None:
-    """Attach the `parse_chat` agent to `app`; one message at a time, one parser thread."""
-    from mode.supervisors import CrashingSupervisor
-
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parser")
-
-    @app.agent(topics.input, name="parse_chat", supervisor_strategy=CrashingSupervisor)
-    async def parse_chat(stream):
-        async for event in stream.noack().events():  # acked by hand, after the output is safe
-            record = event.message
-            position = source_position(record)
-            try:
-                message = decode(record.value, settings.max_message_bytes,
-                                 position.timestamp or datetime.now(timezone.utc))
-            except Undecodable as bad:
-                result = DeadLetter.from_bytes(record.value or b"", bad.reason, bad.detail, position, record.key)
-                key = record.key
-            else:
-                result = await parse(parser, executor, message, position, record.value, record.key)
-                key = message_key(message)
-            await publish(route(result, topics), key, result)
-            await stream.ack(event)
+    A dead letter of undecodable bytes keeps the record's own key; any other
+    result is keyed by its message (`message_key`), so a channel's results stay
+    on one partition, in order.
+    """
+    try:
+        message = decode(value, max_bytes, position.timestamp or datetime.now(timezone.utc))
+    except Undecodable as bad:
+        return DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
+    return parse_or_dead_letter(parser, message, position, value, key), message_key(message).encode()

@@ -7,13 +7,11 @@ the command group that registers it (no import cycle).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Iterator, get_args
+from typing import get_args
 
 import click
 import orjson
-from pydantic import ValidationError
 
-from schemas import ChatMessage
 from streamer.settings import CpuExtraBuffers, CrossCheckScope, Settings
 
 
@@ -45,6 +43,11 @@ def model_options(fn):
     return fn
 
 
+def broker_option(fn):
+    return click.option("--broker", "broker_url", default=None,
+                        help="Kafka bootstrap URL, e.g. kafka://localhost:9092 (env STREAMER_BROKER_URL).")(fn)
+
+
 def settings_from(**overrides) -> Settings:
     """Environment settings with the CLI flags that were given laid on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -59,41 +62,8 @@ def load_parser(settings: Settings):
         raise click.ClickException(str(err)) from None
 
 
-def start_parser_process(settings: Settings):
-    """The workers' parser: the model in a supervised child process (`streamer/parsing/process.py`)."""
-    from streamer.parsing.process import ParserProcess, ParserUnavailable
-
-    try:
-        return ParserProcess(settings)
-    except ParserUnavailable as err:
-        raise click.ClickException(str(err)) from None
-
-
 def dumps(record) -> bytes:
     return orjson.dumps(record.model_dump(mode="json"))
-
-
-def read_message_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, ChatMessage | None, str | None]]:
-    """(line number, message, error) for each non-blank line: plain text or ChatMessage JSON."""
-    for number, raw in enumerate(stream, start=1):
-        try:
-            line = raw.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError as err:
-            yield number, None, f"{name}:{number}: not UTF-8 ({err.reason} at byte {err.start})"
-            continue
-        if not line.strip():
-            continue
-        if line.lstrip().startswith("{"):
-            try:
-                yield number, ChatMessage.model_validate(orjson.loads(line)), None
-            except orjson.JSONDecodeError as err:
-                yield number, None, f"{name}:{number}: invalid JSON ({str(err).splitlines()[0]})"
-            except ValidationError as err:
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"]) or "message"
-                yield number, None, f"{name}:{number}: not a ChatMessage ({where}: {first['msg']})"
-        else:
-            yield number, ChatMessage(text=line, source=name), None
 
 
 def stderr_console():

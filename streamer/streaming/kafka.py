@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Iterable
+from datetime import datetime, timezone
+from typing import Callable, Iterable
 
+from schemas import SourcePosition
 from streamer.settings import Settings
 
 # librdkafka's own log lines (one per failed connect, hundreds a minute) go here, not to stderr;
@@ -63,9 +65,38 @@ def consumer_config(settings: Settings, group_id: str, **overrides) -> dict:
     }
 
 
-def topic_names(settings: Settings) -> list[str]:
-    """The four topics of the pipeline: input, trades, review, dead letters."""
-    return [settings.input_topic, settings.parsed_topic, settings.review_topic, settings.deadletter_topic]
+def record_time(record) -> datetime | None:
+    """A confluent-kafka record's broker timestamp, if it has one."""
+    kind, millis = record.timestamp()
+    return datetime.fromtimestamp(millis / 1000, timezone.utc) if kind and millis >= 0 else None
+
+
+def source_position(record) -> SourcePosition:
+    """Where a confluent-kafka record came from, with its broker timestamp."""
+    return SourcePosition(topic=record.topic(), partition=record.partition(), offset=record.offset(),
+                          timestamp=record_time(record))
+
+
+def produce(producer, topic: str, value: bytes, key: bytes | str | None = None,
+            on_delivery: Callable | None = None, **options):
+    """`producer.produce`, waiting for room while the local queue is full; the error if it cannot be queued.
+
+    Returns None once the record is queued (`on_delivery` then reports the
+    broker's answer), or the `KafkaError` that refused it (unknown topic, too
+    large), which the caller reports: a record is never dropped silently.
+    """
+    from confluent_kafka import KafkaException
+
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=on_delivery, **options)
+            break
+        except BufferError:  # the local queue is full: let deliveries drain
+            producer.poll(0.5)
+        except KafkaException as err:
+            return err.args[0]
+    producer.poll(0)
+    return None
 
 
 def ensure_topics(settings: Settings, names: Iterable[str], timeout_s: float = 10.0) -> list[str]:

@@ -1,15 +1,15 @@
-"""The stream's deterministic stages: decode (each failure reason), keying, routing."""
+"""The stream's deterministic stages: decode (each failure reason), keying, routing, one record end to end."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from types import SimpleNamespace
 
 import orjson
 import pytest
 
-from schemas import ChatMessage, DeadLetter, LowConfidence, Trade
-from streamer.agents import Undecodable, decode, message_key, route
+from schemas import ChatMessage, DeadLetter, LowConfidence, SourcePosition, Trade
+from streamer.settings import Settings
+from streamer.streaming.pipeline import Topics, Undecodable, decode, message_key, process
 
 RECORD_TIME = datetime(2025, 3, 3, 9, 0, tzinfo=timezone.utc)
 LIMIT = 200
@@ -59,8 +59,32 @@ def test_message_key_is_channel_then_sender_then_message_id(fields, key):
 
 
 def test_route_sends_each_kind_to_its_topic():
-    topics = SimpleNamespace(parsed="P", review="R", deadletter="D")
+    topics = Topics("I", "P", "R", "D")
     trade = Trade(intent="order", confidence=0.9)
     review = LowConfidence(message_id="m", message=ChatMessage(text="x"), confidence=0.1, reasons=[])
     letter = DeadLetter.from_bytes(b"\xff", "not_utf8", "invalid start byte at byte 0")
-    assert [route(result, topics) for result in (trade, review, letter)] == ["P", "R", "D"]
+    assert [topics.route(result) for result in (trade, review, letter)] == ["P", "R", "D"]
+
+
+def test_topics_from_settings():
+    settings = Settings(input_topic="in", parsed_topic="p", review_topic="r", deadletter_topic="d")
+    topics = Topics.from_settings(settings)
+    assert (topics.all(), topics.outputs()) == (["in", "p", "r", "d"], ["p", "r", "d"])
+
+
+POSITION = SourcePosition(topic="chat.raw", partition=0, offset=5, timestamp=RECORD_TIME)
+
+
+@pytest.mark.parametrize("value, kind, error_class, key", [
+    (b'{"text": "hello", "channel": "fx"}', "trade", None, b"fx"),        # keyed by the message
+    (b'{"text": "FAIL", "sender": "bob"}', "dead_letter", "processing_error", b"bob"),  # the parser raised
+    (b"not json", "dead_letter", "not_json", b"record-key"),             # undecodable: the record's own key
+])
+def test_process_gives_one_result_and_its_key_for_every_record(value, kind, error_class, key, tmp_path):
+    from standin_parser import StandInParser
+
+    result, out_key = process(value, b"record-key", POSITION, StandInParser(Settings(data_dir=tmp_path)), LIMIT)
+    assert (result.kind, getattr(result, "error_class", None), out_key) == (kind, error_class, key)
+    assert result.source == POSITION
+    if kind == "dead_letter":
+        assert result.payload() == value

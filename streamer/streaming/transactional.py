@@ -21,8 +21,8 @@ is complete.
 Faust's own `processing_guarantee="exactly_once"` cannot be used: against the
 embedded Tansu it fails at InitProducerId (aiokafka UnknownError), while
 librdkafka's transactions work end to end. Decoding, parsing and routing are
-the same functions the Faust agent uses; HTTP ingest is served by Faust workers
-only.
+`pipeline.process`, as in the Faust worker; HTTP ingest is served by Faust
+workers only.
 """
 
 from __future__ import annotations
@@ -30,45 +30,17 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
-from schemas import DeadLetter, SourcePosition
-from streamer.agents import Output, Undecodable, decode, message_key, parse_or_dead_letter, route
-from streamer.kafka import consumer_config, librdkafka_log, producer_config
 from streamer.settings import Settings
+from streamer.streaming.kafka import consumer_config, librdkafka_log, producer_config, source_position
+from streamer.streaming.pipeline import Topics, process
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OutputTopics:
-    parsed: str
-    review: str
-    deadletter: str
-
-    def of(self, result: Output) -> str:
-        """Trade -> parsed, LowConfidence -> review, DeadLetter -> dead letters: the Faust agent's `route`."""
-        return route(result, self)
 
 
 def transactional_id(settings: Settings) -> str:
     """Stable per worker slot, so a restarted worker fences its crashed predecessor's open transaction."""
     return settings.transactional_id or f"{settings.group_id}-{socket.gethostname()}-{settings.web_port}"
-
-
-def process_record(record, parser, max_bytes: int) -> tuple[Output, bytes | None]:
-    """One input record -> (result, output key); never raises for bad input or a parser failure."""
-    kind, millis = record.timestamp()
-    stamp = datetime.fromtimestamp(millis / 1000, timezone.utc) if kind and millis >= 0 else None
-    position = SourcePosition(topic=record.topic(), partition=record.partition(), offset=record.offset(),
-                              timestamp=stamp)
-    value, key = record.value(), record.key()
-    try:
-        message = decode(value, max_bytes, stamp or datetime.now(timezone.utc))
-    except Undecodable as bad:
-        return DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
-    return parse_or_dead_letter(parser, message, position, value, key), message_key(message).encode()
 
 
 class TransactionalWorker:
@@ -80,7 +52,7 @@ class TransactionalWorker:
         self.settings = settings
         self.parser = parser
         self.stop = stop or threading.Event()
-        self.topics = OutputTopics(settings.parsed_topic, settings.review_topic, settings.deadletter_topic)
+        self.topics = Topics.from_settings(settings)
         self.transactional_id = transactional_id(settings)
         self.producer = Producer(producer_config(
             settings, **{"transactional.id": self.transactional_id,
@@ -123,11 +95,12 @@ class TransactionalWorker:
 
         # Parse the whole batch before the transaction opens: the transaction then lasts milliseconds, not
         # the batch's seconds of generation, so read_committed readers are held back (LSO) only that long.
-        results = [process_record(record, self.parser, self.settings.max_message_bytes) for record in records]
+        results = [process(record.value(), record.key(), source_position(record), self.parser,
+                           self.settings.max_message_bytes) for record in records]
         next_offsets: dict[tuple[str, int], int] = {}
         self.producer.begin_transaction()
         for record, (result, key) in zip(records, results):
-            self.producer.produce(self.topics.of(result), key=key, value=result.to_json())
+            self.producer.produce(self.topics.route(result), key=key, value=result.to_json())
             self.producer.poll(0)
             next_offsets[(record.topic(), record.partition())] = record.offset() + 1
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]

@@ -7,13 +7,12 @@ import signal
 import orjson
 import pytest
 from streaming_helpers import (
-    WorkerProcess, committed_offsets, fresh_stream_settings, group_members, outputs_by_source, produce_raw,
-    read_all, wait_until,
+    WorkerProcess, committed_offsets, fresh_stream_settings, group_members, outputs_by_source, produce_raw, read_all,
+    wait_until,
 )
 
-from schemas import DeadLetter, Trade
-from streamer.exactly_once import OutputTopics, transactional_id
 from streamer.settings import Settings
+from streamer.streaming.transactional import transactional_id
 
 
 def chat(text: str, channel: str) -> bytes:
@@ -28,13 +27,6 @@ def test_transactional_id_is_stable_per_worker_slot(overrides, wanted):
     import socket
 
     assert transactional_id(Settings(**overrides)) == wanted.format(host=socket.gethostname())
-
-
-def test_output_topic_follows_the_result_kind():
-    topics = OutputTopics("p", "r", "d")
-    letter = DeadLetter.from_bytes(b"x", "not_json", "x")
-    trade = Trade(intent="none", message_id="m", confidence=1.0)
-    assert (topics.of(trade), topics.of(letter)) == ("p", "d")
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,9 @@ import click
 import orjson
 
 from streamer.data.manage import (
-    SPLITS,
-    DatasetError,
-    contamination,
-    manifest as build_manifest,
-    normalise_text,
-    read_texts,
-    split_records,
-    write_jsonl,
+    SPLITS, DatasetError, contamination, normalise_text, read_texts, split_records, write_jsonl,
 )
+from streamer.data.manage import manifest as build_manifest
 
 
 class DataInputError(click.ClickException):

@@ -8,19 +8,17 @@ confluent-kafka and llama.cpp are imported inside the commands so that
 from __future__ import annotations
 
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
 import click
 
-from streamer.cli_options import load_parser, model_options, settings_from, stderr_console
+from streamer.cli.options import broker_option, load_parser, model_options, settings_from, stderr_console
 from streamer.settings import Settings
-from streamer.streaming_commands import broker_option
 
 
 def _time_option(value: str | None, flag: str) -> datetime | None:
-    from streamer.ingest.replay import parse_time
+    from streamer.history.replay import parse_time
 
     if value is None:
         return None
@@ -31,7 +29,7 @@ def _time_option(value: str | None, flag: str) -> datetime | None:
 
 
 def _ensure(settings: Settings, names: list[str]) -> None:
-    from streamer.kafka import BrokerUnavailable, ensure_topics
+    from streamer.streaming.kafka import BrokerUnavailable, ensure_topics
 
     try:
         ensure_topics(settings, names)
@@ -42,12 +40,6 @@ def _ensure(settings: Settings, names: list[str]) -> None:
 def _note(console, text: str) -> None:
     """One line on stderr, never wrapped, so a log keeps `file:line: error` greppable."""
     console.print(text, highlight=False, soft_wrap=True)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
 
 
 # -- replay ----------------------------------------------------------------------------
@@ -84,9 +76,9 @@ def replay(file: Path, speed: str, start: str | None, end: str | None, on_error:
     so a replay read twice is recognisable. Bad lines are reported with their
     line number; the summary counts every line that was not sent.
     """
-    from streamer.ingest.replay import (
-        DEFAULT_HISTORY_START, CsvColumns, ReplayStopped, TimeWindow, parse_speed, read_replay_file, scan,
-        synthetic_history, write_history,
+    from streamer.history.replay import (
+        DEFAULT_HISTORY_START, CsvColumns, ReplayStopped, TimeWindow, parse_speed, publish_history, read_replay_file,
+        scan, synthetic_history, write_history,
     )
 
     if sample_count is not None:
@@ -124,73 +116,11 @@ def replay(file: Path, speed: str, start: str | None, end: str | None, on_error:
         raise click.ClickException(str(err)) from None
     if messages:
         _ensure(settings, [settings.input_topic])
-    _replay_to_kafka(settings, messages, factor, summary, console)
+    publish_history(settings, messages, factor, summary, console)
     for line in summary.lines():
         click.echo(line, err=True)
     if summary.undelivered:
         sys.exit(1)
-
-
-def _replay_to_kafka(settings: Settings, messages, speed, summary, console) -> None:
-    from confluent_kafka import KafkaException, Producer
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from streamer.agents import message_key
-    from streamer.ingest.replay import due_offset, replay
-    from streamer.kafka import producer_config
-
-    if not messages:
-        return
-    first = messages[0].timestamp
-    schedule_s = max(due_offset(m.timestamp, first, speed) for m in messages)
-    pace = "as fast as possible" if speed is None else f"at {speed:g}x: about {_duration(schedule_s)}"
-    _note(console, f"replaying {len(messages)} messages to {settings.input_topic} ({pace})")
-    producer = Producer(producer_config(settings))
-    errors: list[str] = []
-
-    def delivered(err, record) -> None:
-        if err is not None:
-            errors.append(err.str())
-            if len(errors) <= 5:
-                _note(console, f"[red]not delivered[/red] {err.str()}")
-
-    def send(message) -> None:
-        while True:
-            try:
-                producer.produce(settings.input_topic, key=message_key(message), value=message.to_json(),
-                                 timestamp=int(message.timestamp.timestamp() * 1000), on_delivery=delivered)
-                break
-            except BufferError:  # the local queue is full: let deliveries drain
-                producer.poll(0.5)
-            except KafkaException as err:
-                delivered(err.args[0], None)
-                break
-        producer.poll(0)
-
-    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TextColumn("{task.fields[eta]}"), TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("replay", total=len(messages), rate="", eta="")
-        started = time.monotonic()
-
-        def on_sent(message) -> None:
-            done = progress.tasks[0].completed + 1
-            elapsed = time.monotonic() - started
-            if speed is None:  # paced by the producer: from the rate so far
-                left = (len(messages) - done) * elapsed / done
-            else:  # paced by the schedule: the last message's due time
-                left = schedule_s - elapsed
-            progress.update(task, completed=done, rate=f"{done / elapsed:.0f} msg/s" if elapsed > 0 else "",
-                            eta=f"ETA {_duration(max(0.0, left))}")
-
-        replay(messages, send, speed, summary, idle=lambda s: producer.poll(s), on_sent=on_sent)
-        progress.update(task, eta="waiting for acks")
-        left = producer.flush(30.0)
-        summary.wall_seconds = time.monotonic() - started
-    if left:
-        errors.extend(["unacknowledged"] * left)
-        _note(console, f"[red]{left} records unacknowledged after 30 s[/red]; is {settings.broker_url} up?")
-    summary.sent -= len(errors)
-    summary.undelivered = len(errors)
 
 
 # -- reprocess -------------------------------------------------------------------------
@@ -221,11 +151,11 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
     from confluent_kafka import KafkaException, Producer
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from streamer.kafka import producer_config
-    from streamer.reprocess import (
-        RangeSpec, RangeStalled, check_tag, estimated_total, model_tag, plan_ranges, range_consumer,
-        reprocess as run_reprocess, tagged_topics,
+    from streamer.history.reprocess import (
+        RangeSpec, RangeStalled, check_tag, estimated_total, model_tag, plan_ranges, range_consumer, tagged_topics,
     )
+    from streamer.history.reprocess import reprocess as run_reprocess
+    from streamer.streaming.kafka import producer_config
 
     try:
         spec = RangeSpec(_time_option(from_timestamp, "--from-timestamp"), _time_option(to_timestamp, "--to-timestamp"),
@@ -249,11 +179,11 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
                 f"no answer from the broker at {settings.broker_url}: {err.args[0].str()}") from None
         parser = load_parser(settings)
         tag = tag or model_tag(parser.model.path.name, parser.adapter_id, parser.prompt_version)
-        outputs = tagged_topics(settings, tag)
-        if topic in outputs.names():
+        outputs = tagged_topics(settings, tag, topic)
+        if topic in outputs.outputs():
             raise click.UsageError(f"the output topics of tag {tag!r} include the topic being read")
-        _ensure(settings, outputs.names())
-        _note(console, f"reprocess {topic} -> {' | '.join(outputs.names())}")
+        _ensure(settings, outputs.outputs())
+        _note(console, f"reprocess {topic} -> {' | '.join(outputs.outputs())}")
         producer = Producer(producer_config(settings))
         with Progress(TextColumn("reprocessing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                       TimeRemainingColumn(), console=console) as progress:
@@ -265,7 +195,7 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
                                 rate=f"{speed:.2f} msg/s" if speed else "")
 
             try:
-                summary = run_reprocess(settings, parser, topic, ranges, spec, outputs, consumer, producer, on_record)
+                summary = run_reprocess(settings, parser, ranges, spec, outputs, consumer, producer, on_record)
             except KafkaException as err:
                 raise click.ClickException(f"reprocess stopped: {err.args[0].str()}") from None
             except RangeStalled as err:
@@ -295,7 +225,7 @@ def _is_file_source(source: str) -> bool:
 
 def load_result_set(settings: Settings, spec: str):
     """A comma-separated list of JSONL files and topics, read into one ResultSet."""
-    from streamer.diff import ResultSet, read_jsonl_results
+    from streamer.history.diff import ResultSet, read_jsonl_results
 
     sources = [s.strip() for s in spec.split(",") if s.strip()]
     if not sources:
@@ -316,7 +246,7 @@ def load_result_set(settings: Settings, spec: str):
 def _read_topic_results(settings: Settings, topic: str, results) -> None:
     from confluent_kafka import KafkaException
 
-    from streamer.reprocess import RangeSpec, RangeStalled, plan_ranges, range_consumer, read_range
+    from streamer.history.reprocess import RangeSpec, RangeStalled, plan_ranges, range_consumer, read_range
 
     consumer = range_consumer(settings, "diff")
     try:
@@ -351,7 +281,7 @@ def diff(a: str, b: str, limit: int, as_json: bool, **options) -> None:
     import orjson
     from rich.console import Console
 
-    from streamer.diff import compare, render_lines
+    from streamer.history.diff import compare, render_lines
 
     settings = settings_from(**options)
     left, right = load_result_set(settings, a), load_result_set(settings, b)

@@ -6,10 +6,7 @@ Faust, confluent-kafka and llama.cpp are imported inside the commands so that
 
 from __future__ import annotations
 
-import functools
-import os
 import signal
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -17,17 +14,12 @@ from typing import IO
 
 import click
 
-from streamer.cli_options import model_options, settings_from, start_parser_process, stderr_console
-from streamer.processes import describe_exit, die_with_parent, exit_hint
+from streamer.cli.options import broker_option, model_options, settings_from, stderr_console
+from streamer.processes import describe_exit, exit_hint
 from streamer.settings import Settings
 
 # A consumer group's first join on Tansu took ~23 s with default timeouts and ~3 s with 6 s ones.
 DEV_PROFILE = {"session_timeout_s": 6.0, "rebalance_timeout_s": 6.0}
-
-
-def broker_option(fn):
-    return click.option("--broker", "broker_url", default=None,
-                        help="Kafka bootstrap URL, e.g. kafka://localhost:9092 (env STREAMER_BROKER_URL).")(fn)
 
 
 def worker_options(fn):
@@ -57,72 +49,12 @@ def worker_options(fn):
 
 
 def _ensure_topics(settings: Settings) -> None:
-    from streamer.kafka import BrokerUnavailable, ensure_topics, topic_names
+    from streamer.streaming.worker import WorkerError, ensure_pipeline_topics
 
     try:
-        ensure_topics(settings, topic_names(settings))
-    except BrokerUnavailable as err:
-        raise click.ClickException(f"{err} (start one with `streamer broker`, or use `streamer dev`)") from None
-
-
-def run_worker(settings: Settings) -> None:
-    """Load the model, then consume until SIGTERM/SIGINT (graceful: finish, commit, leave the group)."""
-    import faust
-
-    from streamer.agents import register_agents
-    from streamer.app import create_app, declare_topics
-    from streamer.broker import is_listening
-    from streamer.ingest.http import INGEST_PATH, register_ingest
-
-    if settings.processing_guarantee == "exactly_once":
-        return run_transactional_worker(settings)
-    if is_listening(settings.web_host, settings.web_port):
-        raise click.ClickException(f"port {settings.web_port} is taken: give each worker on a host its own --web-port")
-    _ensure_topics(settings)
-    parser = start_parser_process(settings)  # before joining the group, so a rebalance never waits on a model load
-    app = create_app(settings)
-    topics = declare_topics(app, settings)
-    register_agents(app, topics, settings, parser)
-    register_ingest(app, topics.input, settings)
-    click.echo(
-        f"worker: {settings.input_topic} -> {settings.parsed_topic} | {settings.review_topic} | "
-        f"{settings.deadletter_topic} on {settings.broker_url}, group {settings.group_id}; "
-        f"POST http://{settings.web_host}:{settings.web_port}{INGEST_PATH}; parser: {parser.description}", err=True,
-    )
-    try:
-        faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()
-    finally:
-        parser.close()
-
-
-def run_transactional_worker(settings: Settings) -> None:
-    """The exactly-once loop (`streamer/exactly_once.py`) until SIGTERM/SIGINT: the batch in flight commits first."""
-    from confluent_kafka import KafkaException
-
-    from streamer.exactly_once import TransactionalWorker
-    from streamer.parsing.process import ParserUnavailable
-
-    _ensure_topics(settings)
-    parser = start_parser_process(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    worker = TransactionalWorker(settings, parser, stop)
-    click.echo(
-        f"worker (exactly-once, transactional.id {worker.transactional_id}): {settings.input_topic} -> "
-        f"{settings.parsed_topic} | {settings.review_topic} | {settings.deadletter_topic} on {settings.broker_url}, "
-        f"group {settings.group_id}; read outputs with isolation.level=read_committed; parser: {parser.description}",
-        err=True,
-    )
-    try:
-        worker.run()
-    except KafkaException as err:
-        raise click.ClickException(f"Kafka: {err.args[0].str()}") from None
-    except ParserUnavailable as err:
+        ensure_pipeline_topics(settings)
+    except WorkerError as err:
         raise click.ClickException(str(err)) from None
-    finally:
-        parser.close()
-    click.echo(f"worker: stopped after {worker.processed} messages in {worker.committed_batches} transactions", err=True)
 
 
 @click.command()
@@ -130,7 +62,12 @@ def run_transactional_worker(settings: Settings) -> None:
 @model_options
 def worker(**options) -> None:
     """Consume chat, parse it, publish trades, reviews and dead letters (one model per process)."""
-    run_worker(settings_from(**options))
+    from streamer.streaming.worker import WorkerError, run_worker
+
+    try:
+        run_worker(settings_from(**options))
+    except WorkerError as err:
+        raise click.ClickException(str(err)) from None
 
 
 @click.command()
@@ -157,10 +94,12 @@ def broker(broker_url: str | None) -> None:
 @model_options
 def dev(**options) -> None:
     """Embedded broker + worker in one command, with short group timeouts: a first run with no Kafka."""
+    from streamer.streaming.worker import supervise_worker
+
     settings = settings_from(**{**DEV_PROFILE, **options})
     embedded = _start_embedded(settings, reuse=True)
     try:
-        status, asked_to_stop = _supervise_worker(settings)
+        status, asked_to_stop = supervise_worker(settings)
     finally:
         if embedded is not None:
             embedded.stop()
@@ -170,38 +109,8 @@ def dev(**options) -> None:
                                    + ("; the embedded broker is stopped" if embedded is not None else ""))
 
 
-def _supervise_worker(settings: Settings) -> tuple[int, bool]:
-    """Run `streamer worker` with `settings` as a child until it exits; SIGINT/SIGTERM stop it gracefully.
-
-    A child, not a call: whatever kills the worker (a native crash, the OOM
-    killer) leaves `dev` alive to say so and to stop the broker it started. The
-    first SIGINT/SIGTERM is passed on as SIGTERM (finish the message in flight,
-    commit, leave the group); a second one kills the worker. Returns (exit
-    status, whether a signal asked it to stop).
-    """
-    env = {name: value for name, value in os.environ.items() if not name.startswith("STREAMER_")}
-    worker_process = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "worker"], env={**env, **settings.to_env()},
-        start_new_session=True,  # terminal signals reach `dev`, which passes them on once
-        preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM),
-    )
-    signals: list[int] = []
-
-    def stop(signum, _frame) -> None:
-        signals.append(signum)
-        worker_process.send_signal(signal.SIGTERM if len(signals) == 1 else signal.SIGKILL)
-
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        status = worker_process.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return status, bool(signals)
-
-
 def _start_embedded(settings: Settings, reuse: bool):
-    from streamer.broker import BrokerStartError, is_listening, local_address, start_broker
+    from streamer.streaming.broker import BrokerStartError, is_listening, local_address, start_broker
 
     try:
         host, port = local_address(settings)
@@ -267,7 +176,7 @@ def consume(topic: str | None, only_new: bool, max_records: int | None, idle_s: 
 
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
-    from streamer.kafka import consumer_config
+    from streamer.streaming.kafka import consumer_config
 
     settings = settings_from(**options)
     topic = topic or settings.parsed_topic

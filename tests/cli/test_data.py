@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from schemas import TradeFields
-from streamer.data.commands import data
+from streamer.cli.data import data
 from streamer.data.manage import manifest as build_manifest
 from streamer.data.manage import read_jsonl, write_jsonl
 

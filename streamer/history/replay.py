@@ -388,3 +388,74 @@ def write_history(path: Path, messages: Iterable[ChatMessage]) -> int:
 
 
 DEFAULT_HISTORY_START = datetime(2024, 3, 1, 8, 0, tzinfo=timezone.utc)
+
+
+def duration(seconds: float) -> str:
+    """h:mm:ss, for schedules and ETAs."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def publish_history(settings, messages: list[ChatMessage], speed: float | None, summary: ReplaySummary,
+                    console) -> None:
+    """`replay` onto the input topic with a Kafka producer, a progress bar on `console`, every ack awaited.
+
+    Each record keeps its message's key (`pipeline.message_key`) and gets the
+    original time as its Kafka timestamp; records the broker refuses or never
+    acknowledges are counted in `summary.undelivered`, and the first few are named.
+    """
+    from confluent_kafka import Producer
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from streamer.streaming.kafka import produce, producer_config
+    from streamer.streaming.pipeline import message_key
+
+    def note(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+    if not messages:
+        return
+    first = messages[0].timestamp
+    schedule_s = max(due_offset(m.timestamp, first, speed) for m in messages)
+    pace = "as fast as possible" if speed is None else f"at {speed:g}x: about {duration(schedule_s)}"
+    note(f"replaying {len(messages)} messages to {settings.input_topic} ({pace})")
+    producer = Producer(producer_config(settings))
+    errors: list[str] = []
+
+    def delivered(err, record) -> None:
+        if err is not None:
+            errors.append(err.str())
+            if len(errors) <= 5:
+                note(f"[red]not delivered[/red] {err.str()}")
+
+    def send(message: ChatMessage) -> None:
+        refused = produce(producer, settings.input_topic, message.to_json(), message_key(message), delivered,
+                          timestamp=int(message.timestamp.timestamp() * 1000))
+        if refused is not None:
+            delivered(refused, None)
+
+    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TextColumn("{task.fields[eta]}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("replay", total=len(messages), rate="", eta="")
+        started = time.monotonic()
+
+        def on_sent(message: ChatMessage) -> None:
+            done = progress.tasks[0].completed + 1
+            elapsed = time.monotonic() - started
+            if speed is None:  # paced by the producer: from the rate so far
+                left = (len(messages) - done) * elapsed / done
+            else:  # paced by the schedule: the last message's due time
+                left = schedule_s - elapsed
+            progress.update(task, completed=done, rate=f"{done / elapsed:.0f} msg/s" if elapsed > 0 else "",
+                            eta=f"ETA {duration(max(0.0, left))}")
+
+        replay(messages, send, speed, summary, idle=lambda s: producer.poll(s), on_sent=on_sent)
+        progress.update(task, eta="waiting for acks")
+        left = producer.flush(30.0)
+        summary.wall_seconds = time.monotonic() - started
+    if left:
+        errors.extend(["unacknowledged"] * left)
+        note(f"[red]{left} records unacknowledged after 30 s[/red]; is {settings.broker_url} up?")
+    summary.sent -= len(errors)
+    summary.undelivered = len(errors)

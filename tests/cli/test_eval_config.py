@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.evaluation.commands import EvalConfig, parse_config
+from streamer.cli.evaluation import EvalConfig, parse_config
 
 
 @pytest.mark.parametrize("text, config", [

@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 
-from streamer.kafka import BrokerUnavailable, bootstrap_servers, consumer_config, ensure_topics, producer_config
 from streamer.settings import Settings
+from streamer.streaming.kafka import (
+    BrokerUnavailable, bootstrap_servers, consumer_config, ensure_topics, producer_config,
+)
 
 
 @pytest.mark.parametrize("url, servers", [
@@ -46,7 +48,7 @@ def test_ensure_topics_creates_only_missing_ones(broker):
 
 
 def test_ensure_topics_names_the_unreachable_broker():
-    from streamer.broker import free_port
+    from streamer.streaming.broker import free_port
 
     url = f"kafka://127.0.0.1:{free_port()}"
     with pytest.raises(BrokerUnavailable, match=f"no broker listens at {url}"):

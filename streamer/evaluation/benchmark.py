@@ -1,4 +1,4 @@
-"""`streamer bench`: parser speed and memory, printed as numbers (not asserted in tests)."""
+"""Parser speed and memory, measured: what `streamer bench` prints (numbers, never asserted in tests)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import statistics
 import time
 from pathlib import Path
 
-import click
 import orjson
 
 from schemas import ChatMessage
-from streamer.cli_options import load_parser, settings_from
 
 SAMPLE = [
     "buy 10m cable 1w @ 1.2710", "2 way in 50 usdjpy 6m pls", "sell 200 AAPL lmt 187.5", "eurusd 1.0848/50",
@@ -60,16 +58,8 @@ def load_texts(path: Path | None, n: int) -> list[ChatMessage]:
     return messages
 
 
-@click.command()
-@click.option("--n", "count", type=int, default=50, show_default=True, help="Messages to parse.")
-@click.option("--file", "file_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Messages to use (plain lines or JSONL with 'text'); default: a built-in sample.")
-def bench(count: int, file_path: Path | None, **options) -> None:
-    """Parse N messages and print latency, throughput, KV-cache reuse and peak memory."""
-    started = time.perf_counter()
-    parser = load_parser(settings_from(**options))
-    load_s = time.perf_counter() - started
-    messages = load_texts(file_path, count)
+def run_benchmark(parser, messages: list[ChatMessage], load_s: float) -> dict[str, object]:
+    """Parse `messages` one at a time, then measure batched prefill; the report as ordered rows."""
     latencies, evaluated, generated, kinds = [], [], [], {"trade": 0, "low_confidence": 0}
     wall = time.perf_counter()
     for message in messages:
@@ -95,6 +85,4 @@ def bench(count: int, file_path: Path | None, **options) -> None:
         f"prefill_tokens_per_s ({PREFILL_TOKENS} in one batch)": round(prefill),
         "trades": kinds["trade"], "review": kinds["low_confidence"], "peak_rss_mb": round(rss_mb, 1),
     }
-    width = max(map(len, rows))
-    for key, value in rows.items():
-        click.echo(f"{key:<{width}}  {value}")
+    return rows

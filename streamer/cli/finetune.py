@@ -60,9 +60,11 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
     except ImportError as err:
         raise click.ClickException(f"fine-tuning needs the [finetune] extra ({err.name} is missing): "
                                    "pip install -e '.[finetune]'") from None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
-    from streamer.cli_options import stderr_console
+    from streamer.cli.options import stderr_console
     from streamer.finetune import export as ex
     from streamer.finetune import train as tr
     from streamer.parsing.model import ModelLoadError, bundled_model_path, check_gguf, sha256_file

@@ -12,7 +12,7 @@ from typing import get_args
 import click
 from pydantic import ValidationError
 
-from streamer.cli_options import load_parser, model_options, settings_from
+from streamer.cli.options import load_parser, model_options, settings_from
 from streamer.settings import CrossCheckScope
 
 # --config keys and the Settings field each one sets.

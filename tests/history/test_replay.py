@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from schemas import ChatMessage
-from streamer.ingest.replay import (
+from streamer.history.replay import (
     CsvColumns, ReplayLine, ReplayStopped, TimeWindow, due_offset, parse_speed, parse_time, read_csv, read_jsonl,
     replay, scan,
 )
@@ -240,7 +240,7 @@ def test_replay_on_error_stop_refuses_the_file_before_sending(tmp_path):
 
 
 def _records(settings, topic: str) -> list:
-    from streamer.reprocess import RangeSpec, plan_ranges, range_consumer, read_range
+    from streamer.history.reprocess import RangeSpec, plan_ranges, range_consumer, read_range
 
     consumer = range_consumer(settings, "test")
     try:

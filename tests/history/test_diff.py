@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from schemas import ChatMessage, DeadLetter, LowConfidence, Reason, Trade
-from streamer.diff import NO_TRADE, ResultSet, compare, read_jsonl_results
+from streamer.history.diff import NO_TRADE, ResultSet, compare, read_jsonl_results
 
 
 def trade(mid: str, **fields) -> Trade:
@@ -102,8 +102,8 @@ def test_diff_reads_topics_and_files_and_counts_right(broker, tmp_path):
     from confluent_kafka import Producer
 
     from streamer.cli import main
-    from streamer.kafka import ensure_topics, producer_config
     from streamer.settings import Settings
+    from streamer.streaming.kafka import ensure_topics, producer_config
 
     run = uuid.uuid4().hex[:8]
     settings = Settings(broker_url=broker.url, topic_partitions=2)

@@ -4,7 +4,7 @@ For back-testing a new model or adapter on history: the range is read by a
 consumer that is *assigned* its partitions (it never joins a group) under a
 throwaway group id and never commits, so the live workers' committed offsets
 are untouched. Each input record goes through the same decode -> parse ->
-route path as the live agents (`streamer.agents`) and ends on exactly one of
+route path as the live agents (`streamer.streaming.pipeline`) and ends on exactly one of
 `<parsed>.<tag>`, `<review>.<tag>`, `<deadletter>.<tag>`.
 
 Range semantics: offsets are half-open [from, to); a time range selects the
@@ -21,26 +21,15 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable, Iterator
 
-from schemas import DeadLetter, SourcePosition
 from streamer.settings import Settings
+from streamer.streaming.kafka import produce, source_position
+from streamer.streaming.pipeline import Topics, process
 
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_TAG_LENGTH = 100
-
-
-@dataclass(frozen=True)
-class OutputTopics:
-    """Where reprocessed results go; the same attribute names as the agents' topics, for `route`."""
-
-    parsed: str
-    review: str
-    deadletter: str
-
-    def names(self) -> list[str]:
-        return [self.parsed, self.review, self.deadletter]
 
 
 def check_tag(tag: str) -> str:
@@ -56,10 +45,11 @@ def model_tag(model_file: str, adapter: str | None, prompt_version: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", raw).strip("-.")[:MAX_TAG_LENGTH]
 
 
-def tagged_topics(settings: Settings, tag: str) -> OutputTopics:
+def tagged_topics(settings: Settings, tag: str, source_topic: str) -> Topics[str]:
+    """`source_topic` in, the settings' output topics with `.<tag>` out."""
     tag = check_tag(tag)
-    return OutputTopics(f"{settings.parsed_topic}.{tag}", f"{settings.review_topic}.{tag}",
-                        f"{settings.deadletter_topic}.{tag}")
+    return Topics(source_topic, f"{settings.parsed_topic}.{tag}", f"{settings.review_topic}.{tag}",
+                  f"{settings.deadletter_topic}.{tag}")
 
 
 @dataclass(frozen=True)
@@ -102,11 +92,6 @@ class PartitionRange:
 
 def _ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
-
-
-def record_time(record) -> datetime | None:
-    kind, ms = record.timestamp()
-    return datetime.fromtimestamp(ms / 1000, timezone.utc) if kind and ms >= 0 else None
 
 
 def plan_ranges(consumer, topic: str, spec: RangeSpec, partitions: list[int] | None = None,
@@ -202,7 +187,7 @@ def range_consumer(settings: Settings, purpose: str):
     """A consumer with its own throwaway group id that never commits, so no real group is touched."""
     from confluent_kafka import Consumer
 
-    from streamer.kafka import consumer_config
+    from streamer.streaming.kafka import consumer_config
 
     return Consumer(consumer_config(
         settings, f"streamer-{purpose}-{uuid.uuid4().hex[:12]}",
@@ -222,41 +207,35 @@ class ReprocessSummary:
 
 
 def reprocess(
-    settings: Settings, parser, topic: str, ranges: list[PartitionRange], spec: RangeSpec, outputs: OutputTopics,
+    settings: Settings, parser, ranges: list[PartitionRange], spec: RangeSpec, topics: Topics[str],
     consumer, producer, on_record: Callable[[int], None] | None = None,
 ) -> ReprocessSummary:
-    """decode -> parse -> route -> publish for each record in range; waits for every delivery."""
-    from streamer.agents import Undecodable, decode, message_key, parse_or_dead_letter, route
-
+    """`pipeline.process` for each record of `topics.input` in range, published to `topics.route`; waits for
+    every delivery."""
     summary = ReprocessSummary()
     started = time.monotonic()
 
-    def delivered(err, msg):
-        if err is not None:
-            summary.undelivered += 1
-            if len(summary.delivery_errors) < 5:
-                summary.delivery_errors.append(f"{msg.topic()}: {err.str()}")
+    def failed(topic: str, error) -> None:
+        summary.undelivered += 1
+        if len(summary.delivery_errors) < 5:
+            summary.delivery_errors.append(f"{topic}: {error.str()}")
 
-    for record in read_range(consumer, topic, ranges):
+    def delivered(err, msg) -> None:
+        if err is not None:
+            failed(msg.topic(), err)
+
+    for record in read_range(consumer, topics.input, ranges):
         summary.read += 1
-        ts = record_time(record)
-        if not spec.selects_time(ts):
+        position = source_position(record)
+        if not spec.selects_time(position.timestamp):
             summary.outside_time += 1
         else:
-            position = SourcePosition(topic=record.topic(), partition=record.partition(), offset=record.offset(),
-                                      timestamp=ts)
-            value, key = record.value(), record.key()
-            try:
-                message = decode(value, settings.max_message_bytes, ts or datetime.now(timezone.utc))
-            except Undecodable as bad:
-                result, out_key = DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
-            else:
-                out_key = message_key(message)
-                result = parse_or_dead_letter(parser, message, position, value, key)
-            producer.produce(route(result, outputs), value=result.to_json(), key=out_key,
-                             on_delivery=delivered)
+            result, key = process(record.value(), record.key(), position, parser, settings.max_message_bytes)
+            topic = topics.route(result)
+            refused = produce(producer, topic, result.to_json(), key, delivered)
+            if refused is not None:
+                failed(topic, refused)
             summary.outputs[result.kind] += 1
-            producer.poll(0)
         if on_record:
             on_record(summary.read)
     summary.undelivered += producer.flush(30.0)

@@ -1,0 +1,123 @@
+"""The at-least-once worker: a Faust app whose agent runs the pipeline and acks each input after its output.
+
+Delivery: an input's offset is acknowledged to Faust (which commits it every
+`commit_interval_s`) only after its output was written to all in-sync replicas
+(acks=all). A crash in between re-parses the message; outputs carry
+`message_id` and the source position, so consumers can drop duplicates.
+(`transactional.py` is the exactly-once mode.)
+
+Values travel as orjson bytes of the pydantic models in `schemas` (codec
+`pydantic-orjson`), never Faust's default JSON codec. The input topic is read
+as raw bytes so that undecodable records reach the dead-letter topic unchanged.
+The parser runs in one worker thread (llama.cpp itself in the parser process),
+so heartbeats, rebalances and the web server go on during a long generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import faust
+import orjson
+from faust.serializers import codecs
+from pydantic import BaseModel
+
+from schemas import SourcePosition
+from streamer.settings import Settings
+from streamer.streaming.pipeline import Output, Topics, process
+
+CODEC = "pydantic-orjson"
+
+
+class PydanticOrjsonCodec(codecs.Codec):
+    """Encodes a `schemas` model with its own `to_json()`; decodes to plain JSON values."""
+
+    def _dumps(self, obj) -> bytes:
+        return obj.to_json() if isinstance(obj, BaseModel) else orjson.dumps(obj)
+
+    def _loads(self, s: bytes):
+        return orjson.loads(s)
+
+
+codecs.register(CODEC, PydanticOrjsonCodec())
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app whose consumer group is `group_id`, acks=all, committing only acknowledged work."""
+    return faust.App(
+        settings.group_id,
+        broker=settings.broker_url,
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer=CODEC,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        consumer_auto_offset_reset="earliest",  # a new group must not skip what was sent before it joined
+        producer_acks=-1,
+        producer_request_timeout=settings.publish_timeout_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_commit_interval=settings.commit_interval_s,
+        stream_wait_empty=True,  # on rebalance and shutdown, finish the message in flight first
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        datadir=str(settings.data_dir),
+    )
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics[faust.TopicT]:
+    """The pipeline's topics on `app`: raw bytes in, pydantic-orjson out."""
+    names = Topics.from_settings(settings)
+
+    def output(name: str) -> faust.TopicT:
+        return app.topic(name, key_serializer="raw", value_serializer=CODEC, partitions=settings.topic_partitions)
+
+    return Topics(
+        input=app.topic(names.input, key_serializer="raw", value_serializer="raw", partitions=settings.topic_partitions),
+        parsed=output(names.parsed), review=output(names.review), deadletter=output(names.deadletter),
+    )
+
+
+def source_position(record) -> SourcePosition:
+    """Where a Faust `Message` came from (its broker timestamp too, when it has one)."""
+    stamp = datetime.fromtimestamp(record.timestamp, timezone.utc) if record.timestamp else None
+    return SourcePosition(topic=record.topic, partition=record.partition, offset=record.offset, timestamp=stamp)
+
+
+async def publish(topic, key: str | bytes | None, value: Output | bytes) -> None:
+    """Send and wait until all in-sync replicas have the record (acks=all); raises if they never do."""
+    delivered = await topic.send(key=key, value=value)
+    await delivered
+
+
+def register_agents(app: faust.App, topics: Topics[faust.TopicT], settings: Settings, parser) -> None:
+    """Attach the `parse_chat` agent to `app`; one message at a time, one parser thread."""
+    from mode.supervisors import CrashingSupervisor
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parser")
+
+    @app.agent(topics.input, name="parse_chat", supervisor_strategy=CrashingSupervisor)
+    async def parse_chat(stream):
+        loop = asyncio.get_running_loop()
+        async for event in stream.noack().events():  # acked by hand, after the output is safe
+            record = event.message
+            result, key = await loop.run_in_executor(executor, process, record.value, record.key,
+                                                     source_position(record), parser, settings.max_message_bytes)
+            await publish(topics.route(result), key, result)
+            await stream.ack(event)
+
+
+def run(settings: Settings, parser) -> None:
+    """Consume until SIGTERM/SIGINT (graceful: finish the message in flight, commit, leave the group)."""
+    from streamer.ingest.http import register_ingest
+
+    app = create_app(settings)
+    topics = declare_topics(app, settings)
+    register_agents(app, topics, settings, parser)
+    register_ingest(app, topics.input, settings)
+    faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()

@@ -1,0 +1,127 @@
+"""Starting a worker: checks, topics, the parser process, then the runner the delivery guarantee picks.
+
+Also `supervise_worker`, which runs a worker as a child process (`streamer
+dev`): whatever kills the worker (a native crash, the OOM killer) leaves the
+supervisor alive to say so and to stop what it started.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+from typing import Callable
+
+from streamer.processes import die_with_parent
+from streamer.settings import Settings
+from streamer.streaming.pipeline import Topics
+
+
+class WorkerError(RuntimeError):
+    """A worker cannot start or cannot go on; the message is the one line to show."""
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def ensure_pipeline_topics(settings: Settings) -> None:
+    """Create the four pipeline topics that do not exist yet; `WorkerError` when the broker does not answer."""
+    from streamer.streaming.kafka import BrokerUnavailable, ensure_topics
+
+    try:
+        ensure_topics(settings, Topics.from_settings(settings).all())
+    except BrokerUnavailable as err:
+        raise WorkerError(f"{err} (start one with `streamer broker`, or use `streamer dev`)") from None
+
+
+def start_parser(settings: Settings):
+    """The workers' parser: the model in a supervised child process (`streamer/parsing/process.py`)."""
+    from streamer.parsing.process import ParserProcess, ParserUnavailable
+
+    try:
+        return ParserProcess(settings)
+    except ParserUnavailable as err:
+        raise WorkerError(str(err)) from None
+
+
+def run_worker(settings: Settings, announce: Callable[[str], None] = _stderr) -> None:
+    """Load the model, then consume until SIGTERM/SIGINT; `WorkerError` for a start-up or parser failure."""
+    from streamer.parsing.process import ParserUnavailable
+
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    if not exactly_once:
+        from streamer.streaming.broker import is_listening
+
+        if is_listening(settings.web_host, settings.web_port):
+            raise WorkerError(f"port {settings.web_port} is taken: give each worker on a host its own --web-port")
+    ensure_pipeline_topics(settings)
+    parser = start_parser(settings)  # before joining the group, so a rebalance never waits on a model load
+    route = (f"{settings.input_topic} -> {settings.parsed_topic} | {settings.review_topic} | "
+             f"{settings.deadletter_topic} on {settings.broker_url}, group {settings.group_id}")
+    try:
+        if exactly_once:
+            _run_transactional(settings, parser, route, announce)
+        else:
+            from streamer.ingest.http import INGEST_PATH
+            from streamer.streaming import faust_worker
+
+            announce(f"worker: {route}; POST http://{settings.web_host}:{settings.web_port}{INGEST_PATH}; "
+                     f"parser: {parser.description}")
+            faust_worker.run(settings, parser)
+    except ParserUnavailable as err:
+        raise WorkerError(str(err)) from None
+    finally:
+        parser.close()
+
+
+def _run_transactional(settings: Settings, parser, route: str, announce: Callable[[str], None]) -> None:
+    """The exactly-once loop until SIGTERM/SIGINT: the batch in flight commits first."""
+    import threading
+
+    from confluent_kafka import KafkaException
+
+    from streamer.streaming.transactional import TransactionalWorker
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker = TransactionalWorker(settings, parser, stop)
+    announce(f"worker (exactly-once, transactional.id {worker.transactional_id}): {route}; "
+             f"read outputs with isolation.level=read_committed; parser: {parser.description}")
+    try:
+        worker.run()
+    except KafkaException as err:
+        raise WorkerError(f"Kafka: {err.args[0].str()}") from None
+    announce(f"worker: stopped after {worker.processed} messages in {worker.committed_batches} transactions")
+
+
+def supervise_worker(settings: Settings) -> tuple[int, bool]:
+    """Run `streamer worker` with `settings` as a child until it exits; SIGINT/SIGTERM stop it gracefully.
+
+    The first SIGINT/SIGTERM is passed on as SIGTERM (finish the message in
+    flight, commit, leave the group); a second one kills the worker. The child
+    gets SIGTERM too if this process dies. Returns (exit status, whether a
+    signal asked it to stop).
+    """
+    env = {name: value for name, value in os.environ.items() if not name.startswith("STREAMER_")}
+    worker_process = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "worker"], env={**env, **settings.to_env()},
+        start_new_session=True,  # terminal signals reach the supervisor, which passes them on once
+        preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM),
+    )
+    signals: list[int] = []
+
+    def stop(signum, _frame) -> None:
+        signals.append(signum)
+        worker_process.send_signal(signal.SIGTERM if len(signals) == 1 else signal.SIGKILL)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = worker_process.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return status, bool(signals)
