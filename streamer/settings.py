@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     cross_check_trust: float | None = Field(
         default=None, ge=0.0,
         description="A field the rules read differently still passes when the model's confidence in it is at least "
-                    "this (0.99 fits gold dev: fewer flags, more silent errors); empty = every disagreement goes to review.",
+                    "this (fewer flags, more silent errors; measured in docs/evaluation.md); empty = every "
+                    "disagreement in scope goes to review.",
     )
 
     # --- stream -----------------------------------------------------------

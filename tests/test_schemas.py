@@ -17,12 +17,21 @@ def test_schema_file_matches_model(name):
     assert committed == json_schema_text(SCHEMA_FILES[name]), f"schemas/{name} drifted: run `python -m schemas`"
 
 
-@pytest.mark.parametrize("payload, same_id_as", [
-    ({"text": "buy 10m cable"}, {"text": "buy 10m cable"}),
-    ({"text": "buy 10m cable", "timestamp": "2026-01-02T03:04:05"}, {"text": "buy 10m cable", "timestamp": "2026-01-02T03:04:05Z"}),
+@pytest.mark.parametrize("payload, message_id", [
+    ({"text": "buy 10m cable"}, "msg-dce61e1a835b1854b1709f82"),
+    ({"text": "buy 10m cable", "timestamp": "2026-01-02T03:04:05Z"}, "msg-c67ce7e8cca52775762826d1"),
+    ({"text": "buy 10m cable", "timestamp": "2026-01-02T03:04:05"}, "msg-c67ce7e8cca52775762826d1"),  # naive is UTC
 ])
-def test_message_id_is_derived_deterministically(payload, same_id_as):
-    assert ChatMessage.model_validate(payload).message_id == ChatMessage.model_validate(same_id_as).message_id
+def test_message_id_is_derived_from_text_and_time(payload, message_id):
+    """Pinned ids: a re-sent message gets the id it had before, from this version and the next.
+
+    De-duplication and the history diff (results paired by message_id) depend on it.
+    """
+    assert ChatMessage.model_validate(payload).message_id == message_id
+
+
+def test_message_id_depends_on_text():
+    assert ChatMessage(text="buy 10m cable").message_id != ChatMessage(text="sell 10m cable").message_id
 
 
 def test_message_id_depends_on_time():

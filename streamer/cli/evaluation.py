@@ -74,8 +74,9 @@ def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
 
 
 @click.command("eval")
-@click.option("--gold", "gold_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Gold JSONL: {id, text, expected: {Trade fields}, timestamp?, ambiguous?, multiple_trades?}.")
+@click.option("--gold", "gold_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Gold JSONL: {id, text, expected: {Trade fields}, timestamp?, ambiguous?, multiple_trades?}. "
+                   "Required unless --render-docs.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N examples.")
 @click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where eval.json, eval.md, eval.png and predictions.jsonl go (default runs/eval-<UTC time>).")
@@ -84,9 +85,14 @@ def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
               help="A named configuration; repeat it to compare several side by side. SPEC is 'baseline' or "
                    "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold, cross_check (on|off), "
                    "trust, scope (omissions|all); empty SPEC = the options given on the command line.")
+@click.option("--update-docs", is_flag=True,
+              help="After the run, copy eval.json and eval.png to docs/results/eval/<gold file stem>.json/.png and "
+                   "rewrite the <!-- eval:<stem>:start/end --> blocks of README.md and the model card from it.")
+@click.option("--render-docs", is_flag=True,
+              help="Run nothing: rewrite every eval block in the docs from the committed docs/results/eval/*.json.")
 @model_options
-def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, baseline: bool,
-                 configs: list[EvalConfig], **options) -> None:
+def eval_command(gold_path: Path | None, limit: int | None, out_dir: Path | None, baseline: bool,
+                 configs: list[EvalConfig], update_docs: bool, render_docs: bool, **options) -> None:
     """Score the parser against a gold file: per-field P/R/F1, exact match, flags, calibration, speed.
 
     Prints a markdown table on stdout and writes eval.json (every number),
@@ -103,19 +109,26 @@ def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, basel
       streamer eval --gold datasets/gold.jsonl --n-threads 2 \\
         --config base:adapter=none --config tuned:adapter=bundled \\
         --config fewshot:adapter=bundled,prompt=fewshot-v1 --config rules:baseline
+    The numbers in the docs (README.md, the model card) come from here:
+      streamer eval --gold datasets/splits/gold_test.jsonl ... --update-docs
+      streamer eval --render-docs      # re-render them from docs/results/eval/
     """
     from rich.console import Console
 
+    from streamer.evaluation import report
     from streamer.evaluation.harness import GoldFileError, load_gold
 
     given = {k: v for k, v in options.items() if v is not None}
+    if render_docs:
+        _render_docs(gold_path, limit, out_dir, baseline, configs, update_docs, given)
+        return
+    if gold_path is None:
+        raise click.UsageError("Missing option '--gold'.")
+    docs_block = _docs_block(gold_path, limit) if update_docs else None
     if baseline and configs:
         raise click.UsageError("--baseline and --config do not mix; add --config NAME:baseline instead")
     if baseline and given:
-        names = {"model_path": "model", "adapter_path": "adapter", "confidence_threshold": "threshold",
-                 "rules_cross_check": "cross-check"}
-        flags = ", ".join("--" + names.get(k, k.replace("_", "-")) for k in given)
-        raise click.UsageError(f"--baseline runs no model; drop {flags}")
+        raise click.UsageError(f"--baseline runs no model; drop {', '.join(_flags(given))}")
     try:
         examples = load_gold(gold_path, limit)
     except GoldFileError as err:
@@ -131,6 +144,51 @@ def eval_command(gold_path: Path, limit: int | None, out_dir: Path | None, basel
     settings = {c.name: _settings_for(c, options) for c in configs if not c.baseline}
     runs = _evaluate_all(configs, settings, examples, console)
     _write_outputs(runs, gold_path, out_dir, console)
+    if docs_block is not None:
+        try:
+            results = report.publish_results(out_dir / "eval.json", out_dir / "eval.png", docs_block)
+            changed = report.update_documents(names=[docs_block])
+        except report.DocsError as err:
+            raise click.ClickException(str(err)) from None
+        console.print(f"wrote {results}; rewrote the {docs_block} block in "
+                      f"{', '.join(str(p) for p in changed) or 'no document (already current)'}", highlight=False)
+
+
+def _docs_block(gold_path: Path, limit: int | None) -> str:
+    """The docs block --update-docs will write, checked before any model runs."""
+    from streamer.evaluation import report
+
+    if limit is not None:
+        raise click.UsageError("--update-docs publishes numbers for the whole gold file; drop --limit")
+    try:
+        name = report.block_name(gold_path)
+        report.documents_with_block(name)
+    except report.DocsError as err:
+        raise click.ClickException(str(err)) from None
+    return name
+
+
+def _render_docs(gold_path, limit, out_dir, baseline, configs, update_docs, given: dict) -> None:
+    from streamer.evaluation import report
+
+    run_options = {"--gold": gold_path, "--limit": limit, "--out-dir": out_dir, "--baseline": baseline,
+                   "--config": configs, "--update-docs": update_docs}
+    extra = [flag for flag, value in run_options.items() if value] + _flags(given)
+    if extra:
+        raise click.UsageError(f"--render-docs runs nothing; drop {', '.join(extra)}")
+    try:
+        changed = report.update_documents()
+    except report.DocsError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"rewrote {', '.join(str(p) for p in changed)}" if changed else "docs already match docs/results/eval/",
+               err=True)
+
+
+def _flags(options: dict) -> list[str]:
+    """The command-line flags of model options given as Settings field names."""
+    names = {"model_path": "model", "adapter_path": "adapter", "confidence_threshold": "threshold",
+             "rules_cross_check": "cross-check"}
+    return ["--" + names.get(k, k.replace("_", "-")) for k in options]
 
 
 def _settings_for(config: EvalConfig, options: dict):
@@ -180,6 +238,7 @@ def _evaluate_all(configs: list[EvalConfig], settings: dict, examples, console) 
             "rules_cross_check": config_settings.rules_cross_check,
             "cross_check_trust": config_settings.cross_check_trust,
             "cross_check_scope": config_settings.cross_check_scope,
+            "n_threads": config_settings.n_threads,
             "generations_from": first_name,
             "overrides": {name: str(v) for name, v in config.overrides.items()},
         }

@@ -8,6 +8,7 @@ confluent-kafka and llama.cpp are imported inside the commands so that
 from __future__ import annotations
 
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -74,11 +75,14 @@ def replay(file: Path, speed: str, start: str | None, end: str | None, on_error:
 
     Records keep their message ids and get the original time as Kafka timestamp,
     so a replay read twice is recognisable. Bad lines are reported with their
-    line number; the summary counts every line that was not sent.
+    line number; the summary counts every line that was not sent. Plain text
+    lines have no time to replay: `streamer produce` sends those. Exit 1 when
+    nothing is sent (empty file, every line skipped or outside --start/--end)
+    or a record is not acknowledged.
     """
     from streamer.history.replay import (
-        DEFAULT_HISTORY_START, CsvColumns, ReplayStopped, TimeWindow, parse_speed, publish_history, read_replay_file,
-        scan, synthetic_history, write_history,
+        DEFAULT_HISTORY_START, CsvColumns, ReplayStopped, TimeWindow, nothing_to_send, parse_speed, publish_history,
+        read_replay_file, scan, synthetic_history, write_history,
     )
 
     if sample_count is not None:
@@ -114,8 +118,9 @@ def replay(file: Path, speed: str, start: str | None, end: str | None, on_error:
         raise click.ClickException(f"cannot read {file}: {err.strerror}") from None
     except ValueError as err:
         raise click.ClickException(str(err)) from None
-    if messages:
-        _ensure(settings, [settings.input_topic])
+    if not messages:  # a replay that sends nothing did not do what was asked: say why, exit 1
+        raise click.ClickException(nothing_to_send(summary, window, str(file)))
+    _ensure(settings, [settings.input_topic])
     publish_history(settings, messages, factor, summary, console)
     for line in summary.lines():
         click.echo(line, err=True)
@@ -149,10 +154,11 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
     output (trade, review or dead letter).
     """
     from confluent_kafka import KafkaException, Producer
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from streamer.history.reprocess import (
-        RangeSpec, RangeStalled, check_tag, estimated_total, model_tag, plan_ranges, range_consumer, tagged_topics,
+        RangeProgress, RangeSpec, RangeStalled, check_tag, model_tag, offset_spans, partition_ends, plan_ranges,
+        range_consumer, tagged_topics,
     )
     from streamer.history.reprocess import reprocess as run_reprocess
     from streamer.streaming.kafka import producer_config
@@ -171,7 +177,12 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
     try:
         try:
             ranges = plan_ranges(consumer, topic, spec, list(partitions) or None)
-            total = estimated_total(consumer, topic, ranges)
+            end_probe = range_consumer(settings, "reprocess-end")
+            try:
+                ends = partition_ends(end_probe, topic, [r.partition for r in ranges])
+            finally:
+                end_probe.close()
+            scan = RangeProgress(offset_spans(ranges, ends))
         except LookupError as err:
             raise click.ClickException(f"{err.args[0]} ({settings.broker_url})") from None
         except KafkaException as err:
@@ -185,14 +196,19 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
         _ensure(settings, outputs.outputs())
         _note(console, f"reprocess {topic} -> {' | '.join(outputs.outputs())}")
         producer = Producer(producer_config(settings))
-        with Progress(TextColumn("reprocessing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                      TimeRemainingColumn(), console=console) as progress:
-            task = progress.add_task("reprocess", total=total or None, rate="")
+        # The total is the planned offset range, fixed before the first record is read.
+        with Progress(TextColumn("reprocessing"), BarColumn(), TextColumn("{task.fields[count]}"),
+                      TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console) as progress:
+            task = progress.add_task("reprocess", total=scan.total, count=scan.describe(), rate="")
+            started, read = time.monotonic(), 0
 
-            def on_record(done: int) -> None:
-                speed = progress.tasks[0].speed
-                progress.update(task, completed=done, total=max(done, progress.tasks[0].total or 0),
-                                rate=f"{speed:.2f} msg/s" if speed else "")
+            def on_record(position) -> None:
+                nonlocal read
+                read += 1
+                scan.advance(position.partition, position.offset)
+                elapsed = time.monotonic() - started
+                progress.update(task, completed=scan.done, count=scan.describe(),
+                                rate=f"{read / elapsed:.2f} records/s" if elapsed > 0 else "")
 
             try:
                 summary = run_reprocess(settings, parser, ranges, spec, outputs, consumer, producer, on_record)
@@ -200,6 +216,8 @@ def reprocess(source_topic: str | None, from_timestamp: str | None, to_timestamp
                 raise click.ClickException(f"reprocess stopped: {err.args[0].str()}") from None
             except RangeStalled as err:
                 raise click.ClickException(f"reprocess stopped: {err}") from None
+            scan.finish()
+            progress.update(task, completed=scan.done, count=scan.describe())
     finally:
         consumer.close()
     kinds = summary.outputs

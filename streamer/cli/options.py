@@ -31,8 +31,8 @@ def model_options(fn):
                      help="Which disagreements go to review: 'omissions' (rules find a value the model left "
                           "empty; default) or 'all'."),
         click.option("--cross-check-trust", type=float, default=None,
-                     help="Model confidence at which a field the rules read differently still passes (default: "
-                          "never; 0.99 fits gold dev)."),
+                     help="Model confidence at which a field the rules read differently still passes: fewer flags, "
+                          "more silent errors (default: never; see docs/evaluation.md)."),
         click.option("--n-gpu-layers", type=int, default=None, help="Layers to offload to a GPU (-1 = all)."),
         click.option("--cpu-extra-buffers", type=click.Choice(get_args(CpuExtraBuffers)), default=None,
                      help="llama.cpp's extra CPU weight buffers (repacking, AMX): 'auto' (default) turns them off "

@@ -1,12 +1,25 @@
-"""Evaluation outputs: a markdown table (stdout), a JSON file with every number, a PNG chart, predictions JSONL.
+"""Evaluation outputs: a markdown table (stdout), a JSON file with every number, a PNG chart, predictions JSONL;
+and the numbers in the docs, rendered from a committed copy of such a JSON file.
 
 Every output takes a list of runs, one per configuration: a single run is the
 one-column case of the compare mode, so both read the same way.
+
+Docs blocks: a document carries a result between two markers,
+`<!-- eval:NAME:start -->` and `<!-- eval:NAME:end -->`. `streamer eval --update-docs`
+copies the run's `eval.json` (and chart) to `docs/results/eval/NAME.json` (NAME is
+the gold file's stem) and rewrites the block from it; `render_documents` renders
+every block from the committed files alone, so a test can fail when a document
+and its results file drift apart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import platform
+import re
+import shlex
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -89,12 +102,26 @@ def report_payload(runs: Sequence[EvaluationRun], gold_path: Path, command: Sequ
         "gold": {"path": str(gold_path), "sha256": hashlib.sha256(gold_path.read_bytes()).hexdigest(),
                  "n": runs[0].metrics["n"]},
         "definitions": METRIC_DEFINITIONS,
+        "machine": machine(),
         "configs": [
             {"name": run.name, "parser": run.description,
              "errors": sum(p.error is not None for p in run.predictions), "metrics": run.metrics}
             for run in runs
         ],
     }
+
+
+def machine() -> dict:
+    """What the latencies were measured on: the CPU model, the CPUs this process may use, the load at the end."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = re.findall(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+        cpu = names[0].strip() if names else cpu
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return {"cpu": cpu, "cpus_usable": usable, "load_average_1_5_15_min": load}
 
 
 def write_json(path: Path, payload: dict) -> None:
@@ -158,3 +185,230 @@ def write_chart(path: Path, runs: Sequence[EvaluationRun], title: str) -> None:
     fig.tight_layout(rect=(0, 0.04 * ((len(runs) + 2) // 3), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# The numbers in the docs ---------------------------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS_DIR = Path("docs/results/eval")
+# The documents that may carry eval blocks, relative to the repository root.
+DOCUMENTS = (Path("README.md"), Path("streamer/adapters/smollm2-135m-trades/MODEL_CARD.md"),
+             Path("docs/evaluation.md"))
+_BLOCK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_COMMAND_WIDTH = 110
+
+
+class DocsError(ValueError):
+    """A docs block that cannot be written: missing or repeated markers, no results file, no source checkout."""
+
+
+def start_marker(name: str) -> str:
+    return f"<!-- eval:{name}:start -->"
+
+
+def end_marker(name: str) -> str:
+    return f"<!-- eval:{name}:end -->"
+
+
+def block_name(gold_path: Path) -> str:
+    """The block (and results file) a gold file's numbers go to: its stem, `gold_test` for gold_test.jsonl."""
+    name = gold_path.name.split(".")[0]
+    if not _BLOCK_NAME.fullmatch(name):
+        raise DocsError(f"{gold_path}: a docs block needs a file name of letters, digits, '_', '-' or '.'")
+    return name
+
+
+def results_path(name: str, root: Path | None = None) -> Path:
+    return (root or REPO_ROOT) / RESULTS_DIR / f"{name}.json"
+
+
+def replace_block(text: str, name: str, body: str, where: str = "text") -> str:
+    """`text` with what lies between NAME's start and end markers replaced by `body` (idempotent)."""
+    start, end = start_marker(name), end_marker(name)
+    starts, ends = text.count(start), text.count(end)
+    if starts == 0 or ends == 0:
+        missing = start if starts == 0 else end
+        raise DocsError(f"{where}: no {missing} marker; put {start} and {end} on their own lines where "
+                        "the table goes")
+    if starts > 1 or ends > 1:
+        raise DocsError(f"{where}: {start} and {end} must each appear once (found {starts} and {ends})")
+    head, rest = text.split(start, 1)
+    if end not in rest:
+        raise DocsError(f"{where}: {end} comes before {start}")
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body.strip()}\n{end}{tail}"
+
+
+def block_names(text: str) -> list[str]:
+    """The names of the eval blocks a document carries, in order."""
+    return re.findall(r"<!-- eval:([A-Za-z0-9][A-Za-z0-9_.-]*):start -->", text)
+
+
+def command_line(command: Sequence[str]) -> str:
+    """The recorded argv as a shell command, `streamer` for the script's path, wrapped before options."""
+    words = list(command)
+    if words and (Path(words[0]).name == "streamer" or Path(words[0]).parts[-2:] == ("streamer", "__main__.py")):
+        words[0] = "streamer"  # the console script, or `python -m streamer`
+    groups: list[str] = []
+    for word in words:
+        if word.startswith("--") or not groups:
+            groups.append(shlex.quote(word))
+        else:
+            groups[-1] += " " + shlex.quote(word)
+    lines = [groups[0]] if groups else []
+    for group in groups[1:]:
+        if len(lines[-1]) + 1 + len(group) > _COMMAND_WIDTH:
+            lines.append("    " + group)
+        else:
+            lines[-1] += " " + group
+    return " \\\n".join(lines)
+
+
+def _duration(ms: float | None) -> str:
+    if ms is None:
+        return "–"
+    if ms >= 1000:
+        return f"{ms / 1000:.2f} s"
+    return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+
+
+def _describe(config: dict) -> str:
+    """One configuration in words, from what eval.json recorded about its parser."""
+    parser = config["parser"]
+    if parser.get("kind") == "rules":
+        return f"the rule-based parser ({parser.get('version')}), no model"
+    adapter = f"adapter `{parser['adapter']}`" if parser.get("adapter") else "no adapter"
+    if parser.get("rules_cross_check"):
+        scope = parser.get("cross_check_scope")
+        check = "rules cross-check on every disagreement" if scope == "all" else f"rules cross-check on {scope}"
+        if parser.get("cross_check_trust") is not None:
+            check += f", trust {parser['cross_check_trust']}"
+    else:
+        check = "no rules cross-check"
+    words = (f"`{parser.get('model')}`, {adapter}, prompt `{parser.get('prompt_version')}`, "
+             f"threshold {parser.get('confidence_threshold')}, {check}")
+    if parser.get("generations_from") not in (None, config["name"]):
+        words += f" (judges the generations of `{parser['generations_from']}`)"
+    return words
+
+
+# (row label, how to read it from a configuration's metrics, how to print it) for the docs table
+DOCS_ROWS: list[tuple[str, Callable[[dict], object], Callable]] = [
+    ("exact match (every field right)", lambda m: m, lambda m: f"{_pct(m['exact_match'])} ({m['exact_match_count']}/{m['n']})"),
+    ("valid output", lambda m: m["valid_output_rate"], _pct),
+    ("micro F1, all fields", lambda m: m["micro"]["f1"], _num(3)),
+    ("flag rate (sent to review)", lambda m: m["flag_rate"], _pct),
+    ("flag precision", lambda m: m["flag_precision"], _pct),
+    ("flag recall", lambda m: m["flag_recall"], _pct),
+    ("silent errors (published as a trade, wrong)", lambda m: m["silent_error_rate"], _pct),
+    ("calibration ECE", lambda m: m["calibration"]["ece"], _num(3)),
+    ("latency p50 / p95 per message", lambda m: m["latency_ms"],
+     lambda lat: f"{_duration(lat['p50'])} / {_duration(lat['p95'])}"),
+]
+
+
+def render_block(payload: dict, name: str, document: Path = Path("README.md")) -> str:
+    """The markdown between NAME's markers in `document` (a path relative to the repository root)."""
+    configs = payload["configs"]
+    gold = payload["gold"]
+    source = RESULTS_DIR / f"{name}.json"
+    chart = RESULTS_DIR / f"{name}.png"
+
+    def link(target: Path) -> str:
+        return Path(os.path.relpath(target, document.parent)).as_posix()
+
+    names = [c["name"] for c in configs]
+    lines = [
+        f"<!-- generated from {source.as_posix()} by `streamer eval --update-docs` (or --render-docs): "
+        "do not edit by hand -->",
+        f"`{gold['path']}`: {gold['n']} messages (sha256 `{gold['sha256'][:12]}…`), "
+        f"measured {payload['created_at'][:10]} by:",
+        "",
+        "```bash",
+        command_line(payload["command"]),
+        "```",
+        "",
+    ]
+    rows = [[label] + [fmt(read(c["metrics"])) for c in configs] for label, read, fmt in DOCS_ROWS]
+    lines += _table(["metric"] + names, rows) + [""]
+    fields = configs[0]["metrics"]["fields"]
+    rows = [[f"{field} ({fields[field]['support']})"] + [_num(3)(c["metrics"]["fields"][field]["f1"]) for c in configs]
+            for field in CONTRACT_FIELDS]
+    lines += _table(["field F1 (gold values)"] + names, rows) + [""]
+    lines += [f"- `{c['name']}`: {_describe(c)}" for c in configs]
+    machine = payload.get("machine")
+    speed = f"Latency measured on {machine['cpu']} ({machine['cpus_usable']} CPUs usable" if machine else "Latency"
+    if machine and machine.get("load_average_1_5_15_min"):
+        speed += f"; load average {machine['load_average_1_5_15_min'][2]} over the run's last 15 minutes"
+    speed += ")" if machine else ""
+    if any(c["parser"].get("generations_from") not in (None, c["name"]) for c in configs):
+        speed += "; a configuration that judges another's generations reports that one's latency"
+    lines += [
+        "",
+        f"{speed}. Every number: [{source.as_posix()}]({link(source)}); chart: [{chart.name}]({link(chart)}); "
+        f"definitions: [docs/evaluation.md]({link(Path('docs/evaluation.md'))}).",
+    ]
+    return "\n".join(lines)
+
+
+def _checkout(root: Path) -> Path:
+    if not (root / "pyproject.toml").is_file() or not (root / "README.md").is_file():
+        raise DocsError(f"{root} is not a source checkout (no pyproject.toml and README.md): docs blocks live in "
+                        "the repository, run from an editable install (pip install -e .)")
+    return root
+
+
+def documents_with_block(name: str, root: Path | None = None) -> list[Path]:
+    """The documents (relative paths) that carry NAME's block; a DocsError when none does."""
+    root = _checkout(root or REPO_ROOT)
+    found = [doc for doc in DOCUMENTS if (root / doc).is_file() and name in block_names((root / doc).read_text())]
+    if not found:
+        raise DocsError(f"no document has a {start_marker(name)} block (looked in "
+                        f"{', '.join(d.as_posix() for d in DOCUMENTS)}); add the markers where the table goes")
+    return found
+
+
+def render_documents(root: Path | None = None, names: Sequence[str] | None = None) -> dict[Path, str]:
+    """Every document that carries an eval block, as it should read: each block rendered from its results file.
+
+    `names` limits it to those blocks; a block without its results file is a DocsError.
+    """
+    root = _checkout(root or REPO_ROOT)
+    rendered: dict[Path, str] = {}
+    for doc in DOCUMENTS:
+        path = root / doc
+        if not path.is_file():
+            continue
+        text = original = path.read_text()
+        for name in block_names(original):
+            if names is not None and name not in names:
+                continue
+            source = results_path(name, root)
+            if not source.is_file():
+                raise DocsError(f"{doc.as_posix()}: block {name!r} has no results file {source.relative_to(root)}; "
+                                f"run streamer eval --gold <{name} gold file> ... --update-docs")
+            payload = orjson.loads(source.read_bytes())
+            text = replace_block(text, name, render_block(payload, name, doc), doc.as_posix())
+        if block_names(original):
+            rendered[path] = text
+    return rendered
+
+
+def update_documents(root: Path | None = None, names: Sequence[str] | None = None) -> list[Path]:
+    """Rewrite the eval blocks from the committed results files; the documents that changed."""
+    changed = []
+    for path, text in render_documents(root, names).items():
+        if path.read_text() != text:
+            path.write_text(text)
+            changed.append(path)
+    return changed
+
+
+def publish_results(eval_json: Path, chart: Path, name: str, root: Path | None = None) -> Path:
+    """Copy a run's eval.json (and eval.png) to the committed results folder as NAME.json (NAME.png)."""
+    target = results_path(name, _checkout(root or REPO_ROOT))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(eval_json, target)
+    if chart.is_file():
+        shutil.copyfile(chart, target.with_suffix(".png"))
+    return target

@@ -4,8 +4,10 @@ A result set is what the parser published for a range of chat: `Trade` and
 `LowConfidence` records, read from JSONL files or topics. Records are paired
 by `message_id`; for each pair the contract fields of the trade (a
 `LowConfidence` contributes the `trade` it carries) are compared, and a change
-of kind (trade <-> review) is counted. Records that cannot be paired (dead
-letters, unreadable lines) are counted, never dropped silently.
+of kind (trade <-> review) is counted, with the confidence and the review
+reasons on each side, so a kind change with the same fields still says why.
+Records that cannot be paired (dead letters, unreadable lines) are counted,
+never dropped silently.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Iterable, Iterator
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
-from schemas import CONTRACT_FIELDS, LowConfidence, ParseResult, Trade
+from schemas import CONTRACT_FIELDS, LowConfidence, ParseResult, Reason, Trade
 
 _RESULT = TypeAdapter(ParseResult)
 NO_TRADE = "<no trade>"
@@ -80,6 +82,16 @@ def text_of(*results: ParseResult) -> str | None:
     return next((r.message.text for r in results if isinstance(r, LowConfidence)), None)
 
 
+def reasons_of(result: ParseResult) -> tuple[Reason, ...]:
+    """Why a result went to review; a trade has none."""
+    return tuple(result.reasons) if isinstance(result, LowConfidence) else ()
+
+
+def show_reasons(reasons: tuple[Reason, ...]) -> str:
+    """`code(field)` per reason, e.g. `low_confidence(side), multiple_trades`; `none` for a trade."""
+    return ", ".join(f"{r.code}({r.field})" if r.field else r.code for r in reasons) or "none"
+
+
 def _same(a, b) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
@@ -93,6 +105,13 @@ class ChangedResult:
     kind_b: str
     changes: dict[str, tuple[object, object]]  # field -> (A value, B value); NO_TRADE where a side has none
     text: str | None = None                    # the chat message, when a side is a LowConfidence (it carries it)
+    confidence: tuple[float, float] | None = None               # (A, B): the result's overall confidence
+    reasons: tuple[tuple[Reason, ...], tuple[Reason, ...]] = ((), ())  # (A, B): review reasons; none for a trade
+
+    @property
+    def review_changed(self) -> bool:
+        """The kind or the review reasons differ: worth showing confidence and reasons beside the fields."""
+        return self.kind_a != self.kind_b or self.reasons[0] != self.reasons[1]
 
 
 @dataclass
@@ -134,7 +153,10 @@ class DiffReport:
             "fields": {f: {"agree": s.agree, "compared": s.compared, "rate": s.rate} for f, s in self.fields.items()},
             "changed": [
                 {"message_id": c.message_id, "text": c.text, "kind_a": c.kind_a, "kind_b": c.kind_b,
-                 "changes": {f: {"a": a, "b": b} for f, (a, b) in c.changes.items()}}
+                 "changes": {f: {"a": a, "b": b} for f, (a, b) in c.changes.items()},
+                 "confidence": None if c.confidence is None else {"a": c.confidence[0], "b": c.confidence[1]},
+                 "reasons": {"a": [r.model_dump(mode="json") for r in c.reasons[0]],
+                             "b": [r.model_dump(mode="json") for r in c.reasons[1]]}}
                 for c in self.changed
             ],
         }
@@ -165,7 +187,8 @@ def compare(a: ResultSet, b: ResultSet) -> DiffReport:
                 else:
                     changes[name] = (va, vb)
         if changes or ra.kind != rb.kind:
-            changed.append(ChangedResult(message_id, ra.kind, rb.kind, changes, text_of(ra, rb)))
+            changed.append(ChangedResult(message_id, ra.kind, rb.kind, changes, text_of(ra, rb),
+                                         (ra.confidence, rb.confidence), (reasons_of(ra), reasons_of(rb))))
     return DiffReport(
         name_a=a.name, name_b=b.name, total_a=len(a.results), total_b=len(b.results), both=len(both_ids),
         only_a=sorted(m for m in a.results if m not in b.results),
@@ -177,6 +200,7 @@ def compare(a: ResultSet, b: ResultSet) -> DiffReport:
 def render_lines(report: DiffReport, a: ResultSet, b: ResultSet, limit: int) -> Iterator[object]:
     """Rich renderables (tables and text) for a person reviewing the diff."""
     from rich.table import Table
+    from rich.text import Text
 
     yield (f"A = {report.name_a}: {report.total_a} results   B = {report.name_b}: {report.total_b} results   "
            f"in both: {report.both}   only in A: {len(report.only_a)}   only in B: {len(report.only_b)}")
@@ -218,14 +242,24 @@ def render_lines(report: DiffReport, a: ResultSet, b: ResultSet, limit: int) -> 
         changes.add_column("message_id")
         changes.add_column("text")
         changes.add_column("kind")
-        changes.add_column("fields (A -> B)")
+        changes.add_column("changes (A -> B)", overflow="fold")
         for c in shown:
             kind = c.kind_a if c.kind_a == c.kind_b else f"{c.kind_a} -> {c.kind_b}"
-            text = "; ".join(f"{f}: {_show(va)} -> {_show(vb)}" for f, (va, vb) in c.changes.items())
-            changes.add_row(c.message_id, c.text or "", kind, text or "(same fields)")
+            # Text, not markup: chat like "[alice] buy 10m" would otherwise lose its brackets to rich.
+            changes.add_row(Text(c.message_id), Text(c.text or ""), kind, Text("\n".join(change_lines(c))))
         yield changes
     else:
         yield "no changed results"
+
+
+def change_lines(change: ChangedResult) -> list[str]:
+    """What differs, one line each: the fields, then (when the kind or the reasons changed) confidence and reasons."""
+    lines = [f"{f}: {_show(va)} -> {_show(vb)}" for f, (va, vb) in change.changes.items()] or ["(same fields)"]
+    if change.review_changed:
+        if change.confidence is not None:
+            lines.append(f"confidence: {change.confidence[0]:.2f} -> {change.confidence[1]:.2f}")
+        lines.append(f"reasons: {show_reasons(change.reasons[0])} -> {show_reasons(change.reasons[1])}")
+    return lines
 
 
 def _show(value) -> str:

@@ -4,9 +4,13 @@ Stages: read the file (ChatMessage JSONL, or CSV with configurable column
 names) into numbered lines -> keep those inside the `--start`/`--end` window ->
 wait until each message is due (original gap / speed) -> send. Every line that
 is not sent is counted under a named reason, so nothing is dropped silently.
-The Kafka side lives in the command (`streamer/replay_commands.py`); this
-module only needs a `send(message)` callable, so its scheduling is testable
-with a fake clock.
+Scheduling (`replay`) only needs a `send(message)` callable, so it is testable
+with a fake clock; `publish_history` is the Kafka side with the progress bar.
+
+Plain text lines are refused with a pointer to `streamer produce`: replay
+exists to re-create historic timing, and a plain line has no time to keep (a
+made-up one would also change the message_id derived from text and time, so a
+second replay would no longer be recognisable).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas import ChatMessage, utc
 
-SkipReason = Literal["not_utf8", "not_json", "not_chat_message", "no_timestamp", "bad_csv_row", "oversize"]
+SkipReason = Literal[
+    "not_utf8", "plain_text", "not_json", "not_chat_message", "no_timestamp", "bad_csv_row", "oversize",
+]
 FileFormat = Literal["jsonl", "csv"]
 OnError = Literal["skip", "stop"]
 
@@ -80,7 +86,11 @@ def _checked(message: ChatMessage, number: int, name: str) -> ReplayLine:
 
 
 def read_jsonl(stream: IO[bytes], name: str) -> Iterator[ReplayLine]:
-    """Numbered lines of a ChatMessage JSONL file; blank lines are not records."""
+    """Numbered lines of a ChatMessage JSONL file; blank lines are not records.
+
+    A line that is not JSON and does not start with `{` is plain text, told
+    apart the way `streamer produce` tells its plain lines from JSON ones.
+    """
     for number, raw in enumerate(stream, start=1):
         try:
             line = raw.decode("utf-8")
@@ -92,7 +102,12 @@ def read_jsonl(stream: IO[bytes], name: str) -> Iterator[ReplayLine]:
         try:
             data = orjson.loads(line)
         except orjson.JSONDecodeError as err:
-            yield _bad(number, "not_json", name, f"invalid JSON ({str(err).splitlines()[0]})")
+            if line.lstrip().startswith("{"):
+                yield _bad(number, "not_json", name, f"invalid JSON ({str(err).splitlines()[0]})")
+            else:
+                yield _bad(number, "plain_text", name,
+                           f"plain text, not ChatMessage JSON (replay needs each message's time; "
+                           f"`streamer produce --file {name}` sends plain lines)")
             continue
         if not isinstance(data, dict):
             yield _bad(number, "not_chat_message", name, "not a ChatMessage (a JSON object is needed)")
@@ -221,6 +236,10 @@ class TimeWindow:
     def contains(self, ts: datetime) -> bool:
         return (self.start is None or ts >= self.start) and (self.end is None or ts < self.end)
 
+    def describe(self) -> str:
+        """The window as the options that set it, e.g. `--start 2024-03-01T09:00:00+00:00`."""
+        return " ".join(f"{flag} {ts.isoformat()}" for flag, ts in (("--start", self.start), ("--end", self.end)) if ts)
+
 
 def due_offset(ts: datetime, first: datetime, speed: float | None) -> float:
     """Seconds after the replay starts at which a message with time `ts` is due."""
@@ -243,7 +262,9 @@ class ReplaySummary:
     undelivered: int = 0                                    # sent but not acknowledged by the broker
     first_time: datetime | None = None
     last_time: datetime | None = None
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0                               # from the start of sending to the last acknowledgement
+    file_first: datetime | None = None                      # earliest and latest time of the file's messages,
+    file_last: datetime | None = None                       # inside the window or not
 
     @property
     def span(self) -> timedelta:
@@ -252,8 +273,9 @@ class ReplaySummary:
         return self.last_time - self.first_time
 
     def lines(self) -> list[str]:
+        rate = delivery_rate(self.sent, self.wall_seconds)
         out = [f"sent {self.sent} messages in {self.wall_seconds:.1f} s"
-               + (f" ({self.sent / self.wall_seconds:.0f} msg/s)" if self.wall_seconds > 0 and self.sent else "")
+               + (f" ({rate} acknowledged)" if rate else "")
                + (f"; {self.undelivered} NOT delivered" if self.undelivered else "")]
         if self.first_time:
             out.append(f"time span {self.first_time.isoformat()} .. {self.last_time.isoformat()} ({self.span})")
@@ -267,6 +289,26 @@ class ReplaySummary:
         return out
 
 
+def delivery_rate(acknowledged: int, seconds: float) -> str:
+    """Acknowledged messages per second: the one rate both the progress bar and the summary show."""
+    return f"{acknowledged / seconds:.0f} msg/s" if seconds > 0 and acknowledged else ""
+
+
+def nothing_to_send(summary: ReplaySummary, window: TimeWindow, name: str) -> str:
+    """Why a scanned file left nothing to send, in one line (the command exits 1 with it)."""
+    skipped = sum(summary.skipped.values())
+    if not skipped and not summary.outside_window:
+        return f"{name} has no messages"
+    why = []
+    if skipped:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped.items()))
+        why.append(f"{skipped} lines skipped ({reasons})")
+    if summary.outside_window:
+        span = f"{summary.file_first.isoformat()} .. {summary.file_last.isoformat()}"
+        why.append(f"{summary.outside_window} messages outside {window.describe()} (the file's messages span {span})")
+    return f"nothing to send from {name}: " + "; ".join(why)
+
+
 def scan(
     lines: Iterable[ReplayLine], window: TimeWindow, on_error: OnError, max_bytes: int | None = None,
     on_skip: Callable[[ReplayLine], None] | None = None, name: str = "input",
@@ -274,7 +316,8 @@ def scan(
     """Check the whole file before anything is sent: under `stop` a bad line refuses the file.
 
     Returns the messages to send (file order, inside the window) and a summary
-    holding the skipped and out-of-window counts. A message larger than
+    holding the skipped and out-of-window counts and the file's time span (for
+    `nothing_to_send` when no message is left). A message larger than
     `max_bytes` is refused here, as `streamer produce` does, rather than sent
     to be dead-lettered by the worker.
     """
@@ -292,7 +335,10 @@ def scan(
             if on_skip:
                 on_skip(line)
             continue
-        if not window.contains(line.message.timestamp):
+        ts = line.message.timestamp
+        summary.file_first = min(summary.file_first or ts, ts)
+        summary.file_last = max(summary.file_last or ts, ts)
+        if not window.contains(ts):
             summary.outside_window += 1
             continue
         messages.append(line.message)
@@ -404,6 +450,9 @@ def publish_history(settings, messages: list[ChatMessage], speed: float | None, 
     Each record keeps its message's key (`pipeline.message_key`) and gets the
     original time as its Kafka timestamp; records the broker refuses or never
     acknowledges are counted in `summary.undelivered`, and the first few are named.
+    The bar counts acknowledged records and its rate is `delivery_rate` over the
+    same clock as the summary's, so the two end on the same number (queueing a
+    record takes microseconds; its acknowledgement is what a replay is waiting for).
     """
     from confluent_kafka import Producer
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -422,40 +471,48 @@ def publish_history(settings, messages: list[ChatMessage], speed: float | None, 
     note(f"replaying {len(messages)} messages to {settings.input_topic} ({pace})")
     producer = Producer(producer_config(settings))
     errors: list[str] = []
+    acknowledged = 0
 
-    def delivered(err, record) -> None:
-        if err is not None:
-            errors.append(err.str())
-            if len(errors) <= 5:
-                note(f"[red]not delivered[/red] {err.str()}")
-
-    def send(message: ChatMessage) -> None:
-        refused = produce(producer, settings.input_topic, message.to_json(), message_key(message), delivered,
-                          timestamp=int(message.timestamp.timestamp() * 1000))
-        if refused is not None:
-            delivered(refused, None)
-
-    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TextColumn("{task.fields[eta]}"), TimeElapsedColumn(), console=console) as progress:
+    with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("acknowledged"),
+                  TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[eta]}"), TimeElapsedColumn(),
+                  console=console) as progress:
         task = progress.add_task("replay", total=len(messages), rate="", eta="")
         started = time.monotonic()
 
-        def on_sent(message: ChatMessage) -> None:
-            done = progress.tasks[0].completed + 1
+        def show(eta: str | None = None) -> None:
             elapsed = time.monotonic() - started
-            if speed is None:  # paced by the producer: from the rate so far
-                left = (len(messages) - done) * elapsed / done
-            else:  # paced by the schedule: the last message's due time
-                left = schedule_s - elapsed
-            progress.update(task, completed=done, rate=f"{done / elapsed:.0f} msg/s" if elapsed > 0 else "",
-                            eta=f"ETA {duration(max(0.0, left))}")
+            if eta is None:
+                if speed is not None:  # paced by the schedule: the last message's due time
+                    eta = f"ETA {duration(max(0.0, schedule_s - elapsed))}"
+                elif acknowledged:     # paced by the broker: from the rate so far
+                    eta = f"ETA {duration((len(messages) - acknowledged) * elapsed / acknowledged)}"
+                else:
+                    eta = ""
+            progress.update(task, completed=acknowledged, rate=delivery_rate(acknowledged, elapsed), eta=eta)
 
-        replay(messages, send, speed, summary, idle=lambda s: producer.poll(s), on_sent=on_sent)
-        progress.update(task, eta="waiting for acks")
+        def delivered(err, record) -> None:
+            nonlocal acknowledged
+            if err is not None:
+                errors.append(err.str())
+                if len(errors) <= 5:
+                    note(f"[red]not delivered[/red] {err.str()}")
+                return
+            acknowledged += 1
+            show()
+
+        def send(message: ChatMessage) -> None:
+            refused = produce(producer, settings.input_topic, message.to_json(), message_key(message), delivered,
+                              timestamp=int(message.timestamp.timestamp() * 1000))
+            if refused is not None:
+                delivered(refused, None)
+
+        replay(messages, send, speed, summary, idle=lambda s: producer.poll(s))
+        show(eta="waiting for acks")
         left = producer.flush(30.0)
         summary.wall_seconds = time.monotonic() - started
-    if left:
         errors.extend(["unacknowledged"] * left)
+        summary.sent -= len(errors)
+        summary.undelivered = len(errors)
+        progress.update(task, completed=acknowledged, rate=delivery_rate(summary.sent, summary.wall_seconds), eta="")
+    if left:
         note(f"[red]{left} records unacknowledged after 30 s[/red]; is {settings.broker_url} up?")
-    summary.sent -= len(errors)
-    summary.undelivered = len(errors)

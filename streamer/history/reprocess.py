@@ -12,6 +12,9 @@ records whose Kafka timestamp t has from <= t < to. Brokers with a time index
 start and stop the scan at `offsets_for_times`; where that lookup is not
 implemented (Tansu 0.6 answers 0 for any time), the scan runs from the start
 to the end of each partition and the timestamps do the selecting.
+
+Progress is counted through the planned offsets (`offset_spans`, `RangeProgress`):
+the total is fixed before the first record is read.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterator
 
+from schemas import SourcePosition
 from streamer.settings import Settings
 from streamer.streaming.kafka import produce, source_position
 from streamer.streaming.pipeline import Topics, process
@@ -130,17 +134,99 @@ def plan_ranges(consumer, topic: str, spec: RangeSpec, partitions: list[int] | N
     return ranges
 
 
-def estimated_total(consumer, topic: str, ranges: list[PartitionRange], timeout_s: float = 10.0) -> int:
-    """Records in range according to the watermarks: for the progress bar only (Tansu under-reports them)."""
-    from confluent_kafka import TopicPartition
+def partition_ends(consumer, topic: str, partitions: list[int], timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
+    """(low watermark, offset after the last record) per partition, for the progress bar's total.
 
-    total = 0
+    Tansu 0.6 reports the last batch's base offset + 1 as the high watermark,
+    so the last batch is read (from high - 1 to the partition's end) to find
+    the real end; on Apache Kafka that reads at most one record. A partition
+    that does not answer within `timeout_s` keeps its watermark. Use a consumer
+    of its own: this one is assigned for the lookup and left unassigned.
+    """
+    from confluent_kafka import KafkaError, TopicPartition
+
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s) for p in partitions}
+    probing = {p for p, (low, high) in ends.items() if high > low}
+    if not probing:
+        return ends
+    consumer.assign([TopicPartition(topic, p, ends[p][1] - 1) for p in probing])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while probing and time.monotonic() < deadline:
+            record = consumer.poll(0.2)
+            if record is None:
+                continue
+            if record.error() is not None:
+                if record.error().code() == KafkaError._PARTITION_EOF:
+                    probing.discard(record.partition())
+                continue
+            low, end = ends[record.partition()]
+            ends[record.partition()] = (low, max(end, record.offset() + 1))
+    finally:
+        consumer.unassign()
+    return ends
+
+
+@dataclass(frozen=True)
+class OffsetSpan:
+    """The offsets a partition's scan goes through, as planned: [first, end)."""
+
+    partition: int
+    first: int
+    end: int
+
+
+def offset_spans(ranges: list[PartitionRange], ends: dict[int, tuple[int, int]]) -> list[OffsetSpan]:
+    """Each range clipped to its partition's (low, end) offsets: what `read_range` will go through.
+
+    A range that starts at the beginning (or below the low watermark) starts at
+    the low watermark; an open end is the partition's end; a start past the end
+    is an empty span (the consumer resets to the end and reads nothing).
+    """
+    spans = []
     for r in ranges:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, r.partition), timeout=timeout_s)
-        start = max(low, r.start)
-        end = high if r.end is None else min(high, r.end)
-        total += max(0, end - start)
-    return total
+        low, end = ends[r.partition]
+        first = max(low, r.start)  # OFFSET_BEGINNING is negative
+        last = end if r.end is None else min(end, r.end)
+        spans.append(OffsetSpan(r.partition, first, max(first, last)))
+    return spans
+
+
+class RangeProgress:
+    """How far the scan is through the planned offsets: the progress bar's done and total.
+
+    Counted in offsets, not records, so gaps (transaction markers, compaction)
+    do not leave the bar short of its total. Records appended to a partition
+    after the plan are still read (the scan runs to the partition's end) and are
+    counted apart in `appended`, never by raising the total.
+    """
+
+    def __init__(self, spans: list[OffsetSpan]):
+        self.spans = {s.partition: s for s in spans}
+        self.total = sum(s.end - s.first for s in spans)
+        self._next = {s.partition: s.first for s in spans}  # the offset after the last one read
+
+    def advance(self, partition: int, offset: int) -> None:
+        if partition in self._next:
+            self._next[partition] = max(self._next[partition], offset + 1)
+
+    def finish(self) -> None:
+        """The scan reached every partition's end: offsets without a record (markers, compacted) are passed too."""
+        for p, s in self.spans.items():
+            self._next[p] = max(self._next[p], s.end)
+
+    @property
+    def done(self) -> int:
+        return sum(min(self._next[p], s.end) - s.first for p, s in self.spans.items())
+
+    @property
+    def appended(self) -> int:
+        return sum(max(0, self._next[p] - s.end) for p, s in self.spans.items())
+
+    def describe(self) -> str:
+        """`done/total offsets`, and the records read past the planned end if any."""
+        text = f"{self.done}/{self.total} offsets"
+        return text + (f" +{self.appended} past the planned end" if self.appended else "")
 
 
 class RangeStalled(RuntimeError):
@@ -208,10 +294,10 @@ class ReprocessSummary:
 
 def reprocess(
     settings: Settings, parser, ranges: list[PartitionRange], spec: RangeSpec, topics: Topics[str],
-    consumer, producer, on_record: Callable[[int], None] | None = None,
+    consumer, producer, on_record: Callable[[SourcePosition], None] | None = None,
 ) -> ReprocessSummary:
     """`pipeline.process` for each record of `topics.input` in range, published to `topics.route`; waits for
-    every delivery."""
+    every delivery. `on_record` gets each record's position once it is handled (for `RangeProgress`)."""
     summary = ReprocessSummary()
     started = time.monotonic()
 
@@ -237,7 +323,7 @@ def reprocess(
                 failed(topic, refused)
             summary.outputs[result.kind] += 1
         if on_record:
-            on_record(summary.read)
+            on_record(position)
     summary.undelivered += producer.flush(30.0)
     summary.wall_seconds = time.monotonic() - started
     return summary

@@ -115,10 +115,10 @@ def doubted(disagreements: list[Reason], values: Mapping[str, object], scores: M
             trust: float | None, already: set[str], scope: CrossCheckScope = "omissions") -> list[Reason]:
     """The disagreements that count: omissions or all of them, and (with a `trust`) fields the model is less sure of.
 
-    An omission (the model left a field empty that the rules fill) is wrong
-    three times in four on fresh wording; any other disagreement is wrong less
-    than half the time, because the rules miss phrasings the model knows.
-    A trust level trades silent errors for fewer flags (docs/evaluation.md).
+    An omission (the model left a field empty that the rules fill) is more
+    often a real error than any other disagreement, where the rules are often
+    the ones missing a phrasing the model knows; a trust level trades silent
+    errors for fewer flags. The measurements: docs/evaluation.md.
     A field that already failed keeps its first reason.
     """
     return [r for r in disagreements

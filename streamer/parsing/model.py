@@ -142,7 +142,7 @@ def sha256_file(path: Path) -> str:
 
 
 def adapter_card(adapter: Path) -> dict:
-    """The adapter's sidecar `adapter.json` (prompt version, base model, metrics), if any."""
+    """The adapter's sidecar `adapter.json` (id, prompt version, base model, how it was trained), if any."""
     card = adapter.with_suffix(".json")
     return orjson.loads(card.read_bytes()) if card.is_file() else {}
 

@@ -1,6 +1,6 @@
 """Exactly-once processing: a Kafka transaction per batch (`processing_guarantee=exactly_once`).
 
-The at-least-once Faust worker (`agents.py`) may publish a message's result
+The at-least-once Faust worker (`faust_worker.py`) may publish a message's result
 twice after a crash; downstream a duplicated trade is a double booking. Here a
 confluent-kafka consume-transform-produce loop writes a batch's outputs *and*
 the batch's input offsets in one transaction (KIP-98/447), so a reader with
@@ -32,7 +32,7 @@ import socket
 import threading
 
 from streamer.settings import Settings
-from streamer.streaming.kafka import consumer_config, librdkafka_log, producer_config, source_position
+from streamer.streaming.kafka import consumer_config, librdkafka_log, produce, producer_config, source_position
 from streamer.streaming.pipeline import Topics, process
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ class TransactionalWorker:
             self.consumer.close()  # leave the group now, not after the session timeout
 
     def _commit_batch(self, records) -> None:
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
 
         # Parse the whole batch before the transaction opens: the transaction then lasts milliseconds, not
         # the batch's seconds of generation, so read_committed readers are held back (LSO) only that long.
@@ -100,8 +100,9 @@ class TransactionalWorker:
         next_offsets: dict[tuple[str, int], int] = {}
         self.producer.begin_transaction()
         for record, (result, key) in zip(records, results):
-            self.producer.produce(self.topics.route(result), key=key, value=result.to_json())
-            self.producer.poll(0)
+            refused = produce(self.producer, self.topics.route(result), result.to_json(), key)
+            if refused is not None:
+                raise KafkaException(refused)  # aborts or stops, as any failed produce in the transaction
             next_offsets[(record.topic(), record.partition())] = record.offset() + 1
         offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]
         self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(),

@@ -1,4 +1,7 @@
-"""`streamer eval`: the real bundled model on 20 gold messages, compare mode, and bad input."""
+"""`streamer eval`: the real bundled model on 20 gold_dev messages, compare mode, and bad input.
+
+The model runs use gold_dev, never gold_test: the held-out split is for reported numbers only.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from click.testing import CliRunner
 from schemas import CONTRACT_FIELDS
 from streamer.cli import main
 
-GOLD_TEST = Path(__file__).resolve().parents[2] / "datasets" / "splits" / "gold_test.jsonl"
+GOLD_DEV = Path(__file__).resolve().parents[2] / "datasets" / "splits" / "gold_dev.jsonl"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SUMMARY_KEYS = {
     "n", "fields", "micro", "macro_f1", "exact_match", "exact_match_count", "valid_output_rate", "flag_rate",
@@ -53,15 +56,17 @@ def _assert_consistent(metrics: dict, predictions: list[dict]) -> None:
 @pytest.mark.integration
 def test_eval_on_20_gold_messages_with_the_real_model(tmp_path):
     result = CliRunner().invoke(main, [
-        "eval", "--gold", str(GOLD_TEST), "--limit", "20", "--n-threads", "2", "--out-dir", str(tmp_path),
+        "eval", "--gold", str(GOLD_DEV), "--limit", "20", "--n-threads", "2", "--out-dir", str(tmp_path),
     ])
     assert result.exit_code == 0, result.output
     payload, predictions = _outputs(tmp_path)
     (config,) = payload["configs"]
     metrics = config["metrics"]
     _assert_consistent(metrics, predictions)
-    gold_ids = [orjson.loads(line)["id"] for line in GOLD_TEST.read_bytes().splitlines()[:20]]
-    assert [p["id"] for p in predictions] == gold_ids
+    gold = [orjson.loads(line) for line in GOLD_DEV.read_bytes().splitlines()[:20]]
+    assert [(p["id"], p["text"], p["expected"]) for p in predictions] == \
+           [(g["id"], g["text"], g["expected"]) for g in gold]
+    assert payload["gold"]["path"] == str(GOLD_DEV)
     assert config["parser"]["kind"] == "llm" and config["parser"]["model"].endswith(".gguf")
     assert payload["gold"]["n"] == 20
     assert metrics["valid_output_rate"] > 0            # the grammar makes the model answer in JSON
@@ -82,9 +87,9 @@ def test_compare_mode_puts_configurations_side_by_side(tmp_path):
          "expected": {"intent": "order", "side": "buy", "symbol": "GBPUSD", "quantity": 10000000, "tenor": "1W"}},
         {"id": "b", "text": "morning all", "expected": {"intent": "none", "symbol": None}},
         {"id": "c", "text": "px on sth odd", "expected": {"intent": "rfq"}, "ambiguous": True},
-        # the gold timestamp must reach the parser: seen from 2026-01-05 (not from today) 31 March is 2026-03-31
-        {"id": "d", "text": "buy 7m gbpusd value 31 march", "timestamp": "2026-01-05T08:00:00Z",
-         "expected": {"intent": "order", "tenor": "2026-03-31"}},
+        # the gold timestamp must reach the parser: seen from 2026-01-05 (not from today) 30 April is 2026-04-30
+        {"id": "d", "text": "buy 9m eurusd value 30 april", "timestamp": "2026-01-05T08:00:00Z",
+         "expected": {"intent": "order", "tenor": "2026-04-30"}},
     ]))
     out = tmp_path / "out"
     result = CliRunner().invoke(main, [
@@ -145,7 +150,7 @@ def test_missing_gold_file(tmp_path):
 @pytest.mark.integration
 def test_configurations_that_generate_alike_share_one_generation(tmp_path):
     result = CliRunner().invoke(main, [
-        "eval", "--gold", str(GOLD_TEST), "--limit", "4", "--n-threads", "2", "--out-dir", str(tmp_path),
+        "eval", "--gold", str(GOLD_DEV), "--limit", "4", "--n-threads", "2", "--out-dir", str(tmp_path),
         "--config", "strict:scope=all", "--config", "model-only:cross_check=off", "--config", "base:adapter=none",
     ])
     assert result.exit_code == 0, result.output

@@ -4,6 +4,7 @@ Deterministic checks over the files in datasets/ (no model): a hand edit that br
 a line, forgets the manifest or re-splits a message fails here, not in a training run.
 """
 
+import ast
 import json
 from pathlib import Path
 
@@ -77,3 +78,23 @@ def test_the_probe_is_new_to_every_other_file():
     probe = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / "probe_counterparty.jsonl")}
     for name in ["gold.jsonl", "hand.jsonl", "synth_train.jsonl"]:
         assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in probe] == [], name
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    return sorted((node.lineno, node.value) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str))
+
+
+def test_no_test_uses_a_held_out_message():
+    """A gold_test line written into a test tunes code to the held-out split; tests use other lines.
+
+    Compares every string literal under tests/ with the gold_test texts (lower-cased,
+    whitespace collapsed). One-word texts ("yours", "thx") are vocabulary, not messages,
+    and are left out.
+    """
+    held_out = {normalise_text(r["text"]): r["id"] for r in read_jsonl(DATASETS / HELD_OUT)}
+    tests = Path(__file__).resolve().parents[1]
+    used = [f"{path.relative_to(tests.parent)}:{line}: {text!r} is {held_out[normalise_text(text)]}"
+            for path in sorted(tests.rglob("*.py")) for line, text in _string_literals(path)
+            if " " in text.strip() and normalise_text(text) in held_out]
+    assert used == [], "\n".join(used)

@@ -48,9 +48,9 @@ DERIVED = [
     (record("my px eurgbp 0.8565-68", intent="quote", side="two_way", asset_class="fx_spot", symbol="EURGBP",
             currency="EUR", bid=0.8565, ask=0.8568),
      {"bid": "0.8565", "ask": "68"}),  # a dashed quote written as one word
-    (record("kiwi .5930/35", intent="quote", side="two_way", asset_class="fx_spot", symbol="NZDUSD",
-            currency="NZD", bid=0.593, ask=0.5935),
-     {"bid": ".5930", "ask": "35"}),  # the leading decimal point stays
+    (record("aussie .6610/15", intent="quote", side="two_way", asset_class="fx_spot", symbol="AUDUSD",
+            currency="AUD", bid=0.661, ask=0.6615),
+     {"symbol": "aussie", "bid": ".6610", "ask": "15"}),  # the leading decimal point stays
     (record("HSBC's order: buy 5 cable", intent="order", side="buy", asset_class="fx_spot", symbol="GBPUSD",
             quantity=5_000_000, currency="GBP", counterparty="HSBC"),
      {"counterparty": "HSBC's"}),  # the normalizer drops the possessive
@@ -58,7 +58,7 @@ DERIVED = [
 
 
 @pytest.mark.parametrize("rec, spans", DERIVED, ids=[r["text"] for r, _ in DERIVED])
-def test_spans_are_derived_for_gold_records(rec, spans):
+def test_spans_are_derived_for_annotated_records(rec, spans):
     failures = Counter()
     target = extraction_for(rec, failures)
     assert target is not None, failures
@@ -95,17 +95,15 @@ def test_synthetic_spans_are_used_verbatim():
     assert (target.symbol, target.quantity, target.price) == ("Esh5", "25", "5602.75")
 
 
-@pytest.mark.parametrize("text, expected_side, written_side", [
-    ("sell 3m jpyusd", "buy", "sell"),   # selling JPY against USD is buying USDJPY
-    ("buy 5 cadusd", "sell", "buy"),
-    ("cxl my usdjpy", None, None),       # market order and no side: nothing to flip
+@pytest.mark.parametrize("text, intent, pair, quantity, expected_side, written_side", [
+    ("sell 7m jpyusd", "order", "USDJPY", 7_000_000, "buy", "sell"),   # selling JPY against USD is buying USDJPY
+    ("buy 5 cadusd", "order", "USDCAD", 5_000_000, "sell", "buy"),
+    ("cxl my usdjpy", "cancel", "USDJPY", None, None, None),           # no side: nothing to flip
 ])
-def test_a_reversed_pair_keeps_the_side_as_written(text, expected_side, written_side):
+def test_a_reversed_pair_keeps_the_side_as_written(text, intent, pair, quantity, expected_side, written_side):
     """The model copies the side as written; the normalizer flips it with the pair (docs/CONVENTIONS.md)."""
-    pair = "USDCAD" if "cad" in text else "USDJPY"
-    intent = "cancel" if text.startswith("cxl") else "order"
     rec = record(text, intent=intent, side=expected_side, asset_class="fx_spot", symbol=pair, currency="USD",
-                 quantity=None if intent == "cancel" else (3_000_000 if "3m" in text else 5_000_000))
+                 quantity=quantity)
     target = extraction_for(rec)
     assert target is not None and target.side == written_side
 
@@ -119,8 +117,8 @@ def test_intent_none_has_every_field_null():
 
 
 def test_multiple_trades_flag_is_carried():
-    rec = {**record("buy 2 btc + 20 eth at mkt", intent="order", side="buy", asset_class="crypto", symbol="BTCUSD",
-                    quantity=2, order_type="market"), "multiple_trades": True}
+    rec = {**record("buy 3 eth + 40 sol at mkt", intent="order", side="buy", asset_class="crypto", symbol="ETHUSD",
+                    quantity=3, order_type="market"), "multiple_trades": True}
     assert extraction_for(rec).multiple_trades is True
 
 

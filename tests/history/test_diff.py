@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import orjson
 import pytest
 
 from schemas import ChatMessage, DeadLetter, LowConfidence, Reason, Trade
-from streamer.history.diff import NO_TRADE, ResultSet, compare, read_jsonl_results
+from streamer.history.diff import NO_TRADE, ChangedResult, ResultSet, change_lines, compare, read_jsonl_results
 
 
 def trade(mid: str, **fields) -> Trade:
@@ -63,6 +65,75 @@ def test_changed_list_names_fields_and_kind_changes():
     assert changed["m4"].changes == {"quantity": (10_000_000.0, 5_000_000.0)}
     assert changed["m5"].changes == {"trade": (NO_TRADE, "present")}
     assert changed["m4"].text == "x" and changed["m2"].text is None  # only LowConfidence carries the message
+
+
+LOW_SIDE = Reason(code="low_confidence", field="side")
+
+
+@pytest.mark.parametrize("mid, confidence, reasons", [
+    ("m3", (0.9, 0.2), ((), (LOW_SIDE,))),          # trade -> review with the same fields: why it went to review
+    ("m4", (0.2, 0.9), ((LOW_SIDE,), ())),          # and back
+    ("m2", (0.9, 0.9), ((), ())),
+])
+def test_changed_results_carry_confidence_and_reasons(mid, confidence, reasons):
+    changed = {c.message_id: c for c in compare(A, B).changed}
+    assert (changed[mid].confidence, changed[mid].reasons) == (confidence, reasons)
+
+
+RULES_QTY = Reason(code="rules_disagree", field="quantity", detail="rules read 5m")
+
+
+@pytest.mark.parametrize("change, lines", [
+    (ChangedResult("m", "trade", "low_confidence", {}, None, (0.91, 0.42), ((), (LOW_SIDE, RULES_QTY))),
+     ["(same fields)", "confidence: 0.91 -> 0.42", "reasons: none -> low_confidence(side), rules_disagree(quantity)"]),
+    (ChangedResult("m", "low_confidence", "trade", {"quantity": (1e7, 5e6)}, None, (0.3, 0.8), ((LOW_SIDE,), ())),
+     ["quantity: 10000000.0 -> 5000000.0", "confidence: 0.30 -> 0.80", "reasons: low_confidence(side) -> none"]),
+    (ChangedResult("m", "low_confidence", "low_confidence", {}, None, (0.3, 0.3),
+                   ((Reason(code="multiple_trades"),), (LOW_SIDE,))),      # same kind, other reasons
+     ["(same fields)", "confidence: 0.30 -> 0.30", "reasons: multiple_trades -> low_confidence(side)"]),
+    (ChangedResult("m", "trade", "trade", {"symbol": ("GBPUSD", "EURUSD")}, None, (0.9, 0.8), ((), ())),
+     ["symbol: GBPUSD -> EURUSD"]),                                         # a field change alone: no review noise
+])
+def test_change_lines_say_what_changed(change, lines):
+    assert change_lines(change) == lines
+
+
+def test_json_report_has_confidence_and_reasons_for_each_change():
+    changed = {c["message_id"]: c for c in compare(A, B).to_dict()["changed"]}
+    assert changed["m3"]["changes"] == {}
+    assert changed["m3"]["confidence"] == {"a": 0.9, "b": 0.2}
+    assert changed["m3"]["reasons"] == {"a": [], "b": [{"code": "low_confidence", "field": "side", "detail": None}]}
+    orjson.dumps(compare(A, B).to_dict())  # serialisable as the command writes it
+
+
+def test_rendered_table_shows_why_a_kind_changed():
+    from rich.console import Console
+
+    from streamer.history.diff import render_lines
+
+    console = Console(width=200, file=io.StringIO())
+    for item in render_lines(compare(A, B), A, B, limit=0):
+        console.print(item)
+    lines = console.file.getvalue().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("│ m3 "))
+    assert "trade -> low_confidence" in lines[at] and "(same fields)" in lines[at]
+    assert "confidence: 0.90 -> 0.20" in lines[at + 1]
+    assert "reasons: none -> low_confidence(side)" in lines[at + 2]
+
+
+def test_rendered_table_keeps_brackets_in_chat_text():
+    from rich.console import Console
+
+    from streamer.history.diff import render_lines
+
+    a = result_set("a", trade("m"))
+    b = read_jsonl_results("b", [LowConfidence(
+        message_id="m", message=ChatMessage(message_id="m", text="[alice] buy 10m [/b] cable"), trade=trade("m"),
+        confidence=0.2, reasons=[Reason(code="low_confidence", field="side")]).to_json()])
+    console = Console(width=200, file=io.StringIO())
+    for item in render_lines(compare(a, b), a, b, limit=0):
+        console.print(item)
+    assert "[alice] buy 10m [/b] cable" in console.file.getvalue()
 
 
 def test_identical_sets_have_no_changes():
@@ -130,4 +201,8 @@ def test_diff_reads_topics_and_files_and_counts_right(broker, tmp_path):
     assert report["kind_changes"] == 3
     assert sorted(c["message_id"] for c in report["changed"]) == ["m2", "m3", "m4", "m5"]
     assert report["fields"]["symbol"] == {"agree": 3, "compared": 4, "rate": 0.75}
+    m3 = next(c for c in report["changed"] if c["message_id"] == "m3")
+    assert (m3["kind_a"], m3["kind_b"], m3["changes"], m3["confidence"]) == ("trade", "low_confidence", {},
+                                                                            {"a": 0.9, "b": 0.2})
+    assert m3["reasons"]["b"] == [{"code": "low_confidence", "field": "side", "detail": None}]
     assert report["b_notes"]["ignored"] == {"dead_letter": 1}

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from schemas import ChatMessage
 from streamer.history.replay import (
-    CsvColumns, ReplayLine, ReplayStopped, TimeWindow, due_offset, parse_speed, parse_time, read_csv, read_jsonl,
-    replay, scan,
+    CsvColumns, ReplayLine, ReplayStopped, ReplaySummary, TimeWindow, delivery_rate, due_offset, nothing_to_send,
+    parse_speed, parse_time, read_csv, read_jsonl, replay, scan,
 )
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -27,7 +28,10 @@ def _jsonl(*lines: bytes) -> io.BytesIO:
     (b'{"text": "", "timestamp": "2024-03-01T09:00:00Z"}', "not_chat_message", "f.jsonl:2: not a ChatMessage (text:"),
     (b'{"text": "x", "timestamp": "yesterday"}', "not_chat_message", "f.jsonl:2: not a ChatMessage (timestamp:"),
     (b'["buy 10m cable"]', "not_chat_message", "f.jsonl:2: not a ChatMessage"),
-    (b"buy 10m cable", "not_json", "f.jsonl:2: invalid JSON"),
+    (b"buy 10m cable", "plain_text", "f.jsonl:2: plain text, not ChatMessage JSON"),
+    (b"[09:00] alice: buy 10m cable", "plain_text", "f.jsonl:2: plain text, not ChatMessage JSON"),
+    (b'{"text": "buy 10m cable"', "not_json", "f.jsonl:2: invalid JSON"),   # meant as JSON: starts with {
+    (b'  {oops', "not_json", "f.jsonl:2: invalid JSON"),
     (b'{"text": "caf\xe9", "timestamp": 1}', "not_utf8", "f.jsonl:2: not UTF-8"),
 ])
 def test_read_jsonl_names_the_line_and_reason(raw, reason, where):
@@ -40,6 +44,12 @@ def test_read_jsonl_names_the_line_and_reason(raw, reason, where):
         assert second.message.text == "buy 10m cable" and second.message.timestamp == T0
     else:
         assert second.message is None and second.error.startswith(where)
+
+
+def test_plain_text_points_to_produce_with_the_file_name():
+    [line] = list(read_jsonl(_jsonl(b"buy 10m cable"), "chat.txt"))
+    assert line.error == ("chat.txt:1: plain text, not ChatMessage JSON (replay needs each message's time; "
+                          "`streamer produce --file chat.txt` sends plain lines)")
 
 
 def test_read_jsonl_keeps_given_ids_and_derives_stable_ones():
@@ -155,6 +165,44 @@ def test_scan_skip_counts_every_line_by_reason_and_window():
     assert summary.outside_window == 1
 
 
+T1 = T0 + timedelta(seconds=90)
+
+
+@pytest.mark.parametrize("lines, window, message", [
+    ([], TimeWindow(), "f.jsonl has no messages"),
+    ([_line(1, reason="plain_text"), _line(2, reason="plain_text")], TimeWindow(),
+     "nothing to send from f.jsonl: 2 lines skipped (2 plain_text)"),
+    ([_line(1, 0), _line(2, 90)], TimeWindow(start=T0 + timedelta(hours=1)),
+     "nothing to send from f.jsonl: 2 messages outside --start 2024-03-01T10:00:00+00:00 "
+     f"(the file's messages span {T0.isoformat()} .. {T1.isoformat()})"),
+    ([_line(1, reason="not_json"), _line(2, 90), _line(3, reason="no_timestamp"), _line(4, reason="not_json")],
+     TimeWindow(end=T0), "nothing to send from f.jsonl: 3 lines skipped (1 no_timestamp, 2 not_json); "
+     f"1 messages outside --end {T0.isoformat()} (the file's messages span {T1.isoformat()} .. {T1.isoformat()})"),
+])
+def test_nothing_to_send_says_why(lines, window, message):
+    messages, summary = scan(lines, window, "skip")
+    assert messages == [] and nothing_to_send(summary, window, "f.jsonl") == message
+
+
+@pytest.mark.parametrize("acknowledged, seconds, rate", [
+    (1000, 1.02, "980 msg/s"),
+    (1, 0.0, ""),          # no time yet: no rate, not a division by zero
+    (0, 2.0, ""),
+])
+def test_delivery_rate(acknowledged, seconds, rate):
+    assert delivery_rate(acknowledged, seconds) == rate
+
+
+@pytest.mark.parametrize("sent, undelivered, seconds, first_line", [
+    (1000, 0, 1.02, "sent 1000 messages in 1.0 s (980 msg/s acknowledged)"),
+    (998, 2, 1.02, "sent 998 messages in 1.0 s (978 msg/s acknowledged); 2 NOT delivered"),
+    (0, 3, 30.0, "sent 0 messages in 30.0 s; 3 NOT delivered"),
+])
+def test_summary_rate_counts_acknowledged_messages(sent, undelivered, seconds, first_line):
+    summary = ReplaySummary(sent=sent, undelivered=undelivered, wall_seconds=seconds)
+    assert summary.lines()[0] == first_line
+
+
 def test_scan_refuses_oversize_messages_like_produce():
     big = ReplayLine(7, message=ChatMessage(text="x" * 300, timestamp=T0))
     messages, summary = scan([_line(1, 0), big], TimeWindow(), "skip", max_bytes=200, name="f")
@@ -232,6 +280,26 @@ def test_replay_rejects_bad_options_in_one_line(tmp_path, args, exit_code, messa
     assert result.exit_code == exit_code and message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("lines, args, message", [
+    ([], [], "Error: {path} has no messages"),
+    ([b"", b"   "], [], "Error: {path} has no messages"),                             # blank lines are no records
+    ([b"buy 10m cable", b"sell 5m eurusd"], [],
+     "Error: {path}:1: plain text, not ChatMessage JSON (replay needs each message's time; "
+     "`streamer produce --file {path}` sends plain lines); nothing was sent"),
+    ([b"buy 10m cable", b"sell 5m eurusd"], ["--on-error", "skip"],
+     "Error: nothing to send from {path}: 2 lines skipped (2 plain_text)"),
+    ([b'{"text": "a", "timestamp": "2024-03-01T09:00:00Z"}'], ["--start", "2025-01-01"],
+     "Error: nothing to send from {path}: 1 messages outside --start 2025-01-01T00:00:00+00:00 "
+     "(the file's messages span 2024-03-01T09:00:00+00:00 .. 2024-03-01T09:00:00+00:00)"),
+])
+def test_replay_that_would_send_nothing_exits_1_with_the_reason(tmp_path, lines, args, message):
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    result = _replay_cli(str(path), "--broker", CLOSED_PORT, *args)  # refused before any broker is needed
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert message.format(path=path) in result.output
+
+
 def test_replay_on_error_stop_refuses_the_file_before_sending(tmp_path):
     path = _write(tmp_path, "h.jsonl", [b'{"text": "a", "timestamp": "2024-03-01T09:00:00Z"}', b"{oops"])
     result = _replay_cli(str(path), "--broker", CLOSED_PORT)  # nothing is sent, so no broker is needed
@@ -272,6 +340,10 @@ def test_replay_at_high_speed_keeps_order_ids_and_original_times(broker, tmp_pat
                          "--on-error", "skip", "--end", "2024-03-01T09:30:00Z")
     assert result.exit_code == 0, result.output
     assert f"sent {len(history)} messages" in result.output
+    # The bar and the summary show one rate: acknowledged messages per second over the same clock.
+    bar_rate = re.search(rf"{len(history)}/{len(history)} acknowledged (\d+ msg/s)", result.output)
+    summary_rate = re.search(r"\((\d+ msg/s) acknowledged\)", result.output)
+    assert bar_rate and summary_rate and bar_rate.group(1) == summary_rate.group(1), result.output
     assert "skipped 1 lines: 1 not_json" in result.output and f"{path}:5: invalid JSON" in result.output
     assert "1 messages outside --start/--end" in result.output
 

@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from schemas import ChatMessage
-from streamer.history.reprocess import RangeSpec, check_tag, model_tag, tagged_topics
+from streamer.history.reprocess import (
+    OffsetSpan, PartitionRange, RangeProgress, RangeSpec, check_tag, model_tag, offset_spans, tagged_topics,
+)
 from streamer.settings import Settings
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -70,6 +72,47 @@ def test_tagged_topics_follow_the_settings():
     settings = Settings(parsed_topic="p", review_topic="r", deadletter_topic="d")
     topics = tagged_topics(settings, "v2", "chat.raw")
     assert (topics.input, topics.outputs()) == ("chat.raw", ["p.v2", "r.v2", "d.v2"])
+
+
+BEGINNING = -2  # confluent_kafka.OFFSET_BEGINNING
+
+
+@pytest.mark.parametrize("start, end, low, log_end, span", [
+    (BEGINNING, None, 0, 9, (0, 9)),     # the whole partition
+    (BEGINNING, None, 4, 9, (4, 9)),     # from the oldest record retention kept
+    (2, 8, 0, 9, (2, 8)),                # an offset range inside the partition
+    (2, 20, 0, 9, (2, 9)),               # --to-offset past the end: to the end
+    (12, None, 0, 9, (12, 12)),          # --from-offset past the end: nothing to read
+    (BEGINNING, None, 0, 0, (0, 0)),     # an empty partition
+    (5, 7, 0, 9, (5, 7)),                # a time range ended by the broker's time index
+])
+def test_offset_spans_are_the_planned_range_clipped_to_the_partition(start, end, low, log_end, span):
+    [got] = offset_spans([PartitionRange(0, start, end)], {0: (low, log_end)})
+    assert (got.first, got.end) == span
+
+
+@pytest.mark.parametrize("spans, read, done, appended, text", [
+    ([(0, 0, 9)], [], 0, 0, "0/9 offsets"),
+    ([(0, 0, 9)], [(0, 0), (0, 1), (0, 2)], 3, 0, "3/9 offsets"),
+    ([(0, 2, 8)], [(0, 2), (0, 5)], 4, 0, "4/6 offsets"),                      # a gap (offsets 3, 4) is passed
+    ([(0, 0, 3), (1, 0, 2)], [(0, 0), (1, 0), (1, 1)], 3, 0, "3/5 offsets"),   # summed over partitions
+    ([(0, 0, 2)], [(0, 0), (0, 1), (0, 2), (0, 3)], 2, 2, "2/2 offsets +2 past the planned end"),
+    ([(0, 0, 2)], [(7, 0)], 0, 0, "0/2 offsets"),                              # a partition not in the plan
+])
+def test_range_progress_counts_offsets_against_a_fixed_total(spans, read, done, appended, text):
+    progress = RangeProgress([OffsetSpan(*s) for s in spans])
+    total = progress.total
+    for partition, offset in read:
+        progress.advance(partition, offset)
+    assert (progress.done, progress.appended, progress.describe()) == (done, appended, text)
+    assert progress.total == total == sum(end - first for _, first, end in spans)  # never follows done
+
+
+def test_range_progress_finish_passes_offsets_without_records():
+    progress = RangeProgress([OffsetSpan(0, 0, 5)])
+    progress.advance(0, 2)  # offsets 3, 4: transaction markers, no records to read
+    progress.finish()
+    assert progress.describe() == "5/5 offsets"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -173,6 +216,7 @@ def test_reprocess_time_range_one_output_per_input_and_live_offsets_untouched(br
     read = int(re.search(r"read (\d+) records", result.output).group(1))
     outside = re.search(r"(\d+) outside the time range", result.output)
     assert read - (int(outside.group(1)) if outside else 0) == 3
+    assert f"{read}/{read} offsets" in result.output  # no time index: the whole partition is the planned range
     assert _committed(settings, live_group, topic) == [2]                       # the live group's offset is untouched
     admin = AdminClient({"bootstrap.servers": f"{broker.host}:{broker.port}"})
     groups = admin.list_consumer_groups(request_timeout=10).result()
@@ -194,6 +238,37 @@ def test_reprocess_offset_range_is_half_open(broker, reprocess_cli):
     assert [(d["source"]["offset"], d["error_class"], d["payload_text"]) for d in dead] == [
         (1, "not_json", "junk 1"), (2, "not_json", "junk 2")]
     assert "read 2 records" in result.output
+    assert "2/2 offsets" in result.output  # the bar's total is the offset range, not the records read so far
+
+
+@pytest.mark.integration
+def test_partition_ends_finds_the_last_batch_tansu_does_not_count(broker):
+    """Tansu reports the last batch's base offset + 1 as the high watermark: 7 for batches of 5, 1 and 3."""
+    from confluent_kafka import Producer, TopicPartition
+
+    from streamer.history.reprocess import partition_ends, plan_ranges, range_consumer, read_range
+    from streamer.streaming.kafka import ensure_topics, producer_config
+
+    settings = Settings(broker_url=broker.url, topic_partitions=2)
+    topic = f"chat.raw.{uuid.uuid4().hex[:8]}"
+    ensure_topics(settings, [topic])
+    producer = Producer(producer_config(settings))
+    for batch in (5, 1, 3):
+        for i in range(batch):
+            producer.produce(topic, value=f"r{i}".encode(), partition=0)
+        assert producer.flush(10) == 0
+    consumer, probe = range_consumer(settings, "test"), range_consumer(settings, "test-end")
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        ends = partition_ends(probe, topic, [0, 1])
+        ranges = plan_ranges(consumer, topic, RangeSpec(from_offset=2))
+        read = [r.offset() for r in read_range(consumer, topic, ranges[:1])]  # partition 0, where the records are
+    finally:
+        probe.close()
+        consumer.close()
+    assert (low, high) in [(0, 7), (0, 9)]   # 9 on a broker whose watermark counts every record
+    assert ends == {0: (0, 9), 1: (0, 0)}
+    assert [(s.first, s.end) for s in offset_spans(ranges[:1], ends)] == [(2, 9)] and read == list(range(2, 9))
 
 
 @pytest.mark.integration
