@@ -37,6 +37,14 @@ class Settings(BaseSettings):
                     "on CPUs that report AMX, where llama.cpp's AMX path dies with SIGILL, and on elsewhere.",
     )
     max_tokens: int = Field(default=160, description="Cap on generated tokens per message.")
+    batch_max_messages: int = Field(
+        default=8, ge=1,
+        description="Messages parsed together in one llama.cpp decode (workers take up to this many at a time).",
+    )
+    batch_max_wait_ms: int = Field(
+        default=20, ge=0,
+        description="How long a worker waits to fill a batch once it has a message; 0 = take what is there.",
+    )
     confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Below this a result goes to review.")
     prompt_version: str | None = Field(default=None, description="Force a prompt version; empty = the adapter's, else few-shot.")
     rules_cross_check: bool = Field(

@@ -12,6 +12,8 @@ from streamer.cli.options import load_parser, settings_from
 
 @click.command()
 @click.option("--n", "count", type=int, default=50, show_default=True, help="Messages to parse.")
+@click.option("--batch", "batch_max_messages", type=click.IntRange(min=1), default=None,
+              help="Messages per llama.cpp decode (default: batch_max_messages, 8).")
 @click.option("--file", "file_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Messages to use (plain lines or JSONL with 'text'); default: a built-in sample.")
 def bench(count: int, file_path: Path | None, **options) -> None:

@@ -12,14 +12,14 @@ import copy
 import logging
 import threading
 import time
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
-import numpy as np
 import orjson
 from pydantic import ValidationError
 
 from schemas import ChatMessage, LowConfidence, ParseResult, Provenance, Reason, SourcePosition, Trade
 from streamer.parsing import confidence, rules
+from streamer.parsing.batch import BatchDecoder
 from streamer.parsing.grammar import EXTRACTION_FIELDS, Extraction, build_gbnf
 from streamer.parsing.model import LoadedModel, load_model
 from streamer.parsing.normalize import normalize_extraction
@@ -38,15 +38,6 @@ class ParseError(RuntimeError):
 GENERATION_SETTINGS = ("model_path", "adapter_path", "prompt_version", "n_ctx", "n_batch", "n_gpu_layers", "max_tokens")
 
 
-def _common_prefix(a, b) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 class Parser:
     """Holds the model, compiled grammar and tokenized prompt prefix; reuse it.
 
@@ -56,8 +47,6 @@ class Parser:
     """
 
     def __init__(self, settings: Settings | None = None, model: LoadedModel | None = None):
-        from llama_cpp import LlamaGrammar
-
         self.settings = settings or Settings()
         self.model = model or load_model(self.settings)
         llm = self.model.llm
@@ -72,16 +61,17 @@ class Parser:
             raise ValueError(f"unknown prompt version {self.prompt_version!r}; known: {', '.join(PROMPTS)}")
         self.tokens = PromptTokens.for_model(llm, PROMPTS[self.prompt_version])
         self.prompt = self.tokens.prompt
-        self._grammar = LlamaGrammar.from_string(build_gbnf(), verbose=False)
-        self._n_vocab = llm.n_vocab()
-        self._eos = llm.token_eos()
         self._lock = threading.Lock()
         self._generations: dict[str, tuple] | None = None
         adapter = self.model.adapter
         self.adapter_id = self.model.adapter_card.get("id") or (adapter.parent.name if adapter else None)
-        with self._lock:  # evaluate the shared prefix once, so even the first message reuses it
-            llm.reset()
-            llm.eval(self.tokens.prefix)
+        # the fixed prefix is evaluated here, once, so even the first message reuses it
+        self._decoder = BatchDecoder(llm, self.tokens.prefix, build_gbnf(), self.settings.batch_max_messages,
+                                     self.settings.n_threads, self.settings.max_tokens, self.settings.n_ctx)
+
+    def close(self) -> None:
+        """Free the batch context (the model goes with the `Llama` object)."""
+        self._decoder.close()
 
     def describe(self) -> str:
         """One line for logs: model, adapter, prompt and the CPU buffer choice."""
@@ -111,56 +101,73 @@ class Parser:
         return twin
 
     def parse(self, message: ChatMessage | str, source: SourcePosition | None = None) -> ParseResult:
-        """Parse one message into a `Trade`, or a `LowConfidence` with its reasons."""
-        if isinstance(message, str):
-            message = ChatMessage(text=message)
-        remembered = self._generations.get(message.text) if self._generations is not None else None
-        if remembered is None:
+        """Parse one message into a `Trade`, or a `LowConfidence` with its reasons; `ParseError` if it cannot."""
+        result = self.parse_batch([message], [source])[0]
+        if isinstance(result, ParseError):
+            raise result
+        return result
+
+    def parse_batch(self, messages: list[ChatMessage | str],
+                    sources: list[SourcePosition | None] | None = None) -> list[ParseResult | ParseError]:
+        """Parse messages together (up to `batch_max_messages` per llama.cpp decode), one result each, in order.
+
+        A message the parser cannot attempt gets its `ParseError` in its place,
+        so one bad message never costs the others. Each result's latency is the
+        wall time of the decode group it was generated in.
+        """
+        messages = [ChatMessage(text=m) if isinstance(m, str) else m for m in messages]
+        sources = sources or [None] * len(messages)
+        results: list[ParseResult | ParseError | None] = [None] * len(messages)
+        generations: dict[int, tuple] = {}
+        pending: list[int] = []
+        for index, message in enumerate(messages):
+            remembered = self._generations.get(message.text) if self._generations is not None else None
+            if remembered is not None:
+                generations[index] = remembered
+            else:
+                pending.append(index)
+        bodies: dict[int, list[int]] = {}
+        for index in pending:
+            body = self.tokens.message_ids(messages[index].text)
+            if len(self.tokens.prefix) + len(body) + len(self.tokens.suffix) + self.settings.max_tokens > self.settings.n_ctx:
+                results[index] = ParseError(
+                    f"message is {len(body)} tokens; with the prompt it exceeds n_ctx={self.settings.n_ctx}")
+            else:
+                bodies[index] = body + self.tokens.suffix
+        if bodies:
+            order = list(bodies)
             started = time.perf_counter()
             with self._lock:
-                generation = self._generate(message.text)
-            remembered = (*generation, (time.perf_counter() - started) * 1000)
-            if self._generations is not None:
-                self._generations[message.text] = remembered
-        output, ranges, logprobs, evaluated, latency_ms = remembered
-        provenance = Provenance(
-            model=self.model.path.name,
-            model_sha256=self.model.sha256,
-            adapter=self.adapter_id,
-            prompt_version=self.prompt_version,
-            latency_ms=round(latency_ms, 2),
-            prompt_tokens_evaluated=evaluated,
-            generated_tokens=len(ranges),
-        )
-        return self._decide(message, output, ranges, logprobs, provenance, source)
+                generated = self._decoder.generate([bodies[i] for i in order])
+            latency_ms = (time.perf_counter() - started) * 1000
+            for index, generation in zip(order, generated):
+                generations[index] = (generation.output, generation.ranges, generation.logprobs, generation.evaluated,
+                                      latency_ms)
+                if self._generations is not None:
+                    self._generations[messages[index].text] = generations[index]
+        for index, (output, ranges, logprobs, evaluated, latency_ms) in generations.items():
+            provenance = Provenance(
+                model=self.model.path.name,
+                model_sha256=self.model.sha256,
+                adapter=self.adapter_id,
+                prompt_version=self.prompt_version,
+                latency_ms=round(latency_ms, 2),
+                prompt_tokens_evaluated=evaluated,
+                generated_tokens=len(ranges),
+            )
+            results[index] = self._decide(messages[index], output, ranges, logprobs, provenance, sources[index])
+        return results
 
     # -- generation ---------------------------------------------------------------
 
     def _generate(self, text: str) -> tuple[bytes, list[tuple[int, int]], list[float], int]:
-        llm = self.model.llm
+        """The raw model output for one message (bytes, token byte ranges, log-probabilities, tokens evaluated)."""
         body = self.tokens.message_ids(text)
-        tokens = self.tokens.prefix + body + self.tokens.suffix
-        if len(tokens) + self.settings.max_tokens > self.settings.n_ctx:
-            raise ParseError(
-                f"message is {len(body)} tokens; with the prompt it exceeds n_ctx={self.settings.n_ctx}"
-            )
-        cached = _common_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
-        evaluated = max(1, len(tokens) - cached)
-        out = bytearray()
-        ranges: list[tuple[int, int]] = []
-        logprobs: list[float] = []
-        for token in llm.generate(tokens, temp=0.0, repeat_penalty=1.0, grammar=self._grammar, reset=True):
-            if token == self._eos:
-                break
-            logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
-            top = float(logits.max())
-            logprobs.append(float(logits[token]) - top - float(np.log(np.exp(logits - top).sum())))
-            piece = llm.detokenize([token])
-            ranges.append((len(out), len(out) + len(piece)))
-            out += piece
-            if b"}" in piece or len(ranges) >= self.settings.max_tokens:
-                break  # spans cannot contain braces: the first one closes the object
-        return bytes(out), ranges, logprobs, evaluated
+        if len(self.tokens.prefix) + len(body) + len(self.tokens.suffix) + self.settings.max_tokens > self.settings.n_ctx:
+            raise ParseError(f"message is {len(body)} tokens; with the prompt it exceeds n_ctx={self.settings.n_ctx}")
+        with self._lock:
+            [generation] = self._decoder.generate([body + self.tokens.suffix])
+        return generation.output, generation.ranges, generation.logprobs, generation.evaluated
 
     # -- decision -----------------------------------------------------------------
 

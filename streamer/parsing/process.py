@@ -4,13 +4,14 @@ llama.cpp is native code: a SIGILL, SIGSEGV or abort inside it kills the
 process that called it, and with at-least-once delivery the message in flight is
 read again after every restart, so one bad message (or one bad CPU path) would
 crash-loop a worker forever. Here the model lives in a child process and the
-worker hands it one message at a time over a pipe:
+worker hands it a batch of messages at a time over a pipe:
 
-- the child dies while parsing -> a fresh child is started (the model loaded
-  again, ~1 s for the bundled one) and the same message is tried again;
-- the message was in flight at `max_parse_crashes` deaths -> `ParserCrashed`,
-  which the pipeline publishes as a `processing_crash` dead letter (original
-  bytes, the signal in the detail); the worker goes on with the next message;
+- the child dies on a batch -> a fresh child is started (the model loaded
+  again, ~1 s for the bundled one) and each message of the batch is tried alone;
+- the child dies on one message -> a fresh child, and the same message again;
+- the message was in flight at `max_parse_crashes` deaths -> `ParserCrashed`
+  in its place, which the pipeline publishes as a `processing_crash` dead letter
+  (original bytes, the signal in the detail); the worker goes on;
 - the child cannot load the model, or dies while loading it ->
   `ParserUnavailable`: nothing can be parsed, so the worker stops with that line
   (and its unacknowledged input is read again by the next worker).
@@ -86,15 +87,42 @@ def _serve(connection: Connection, settings: Settings, parent_pid: int) -> None:
             return
         if request is None:
             return
-        message, source = request
+        messages, sources = request
         try:
-            reply = ("ok", parser.parse(message, source))
-        except Exception as err:  # the parser's own verdict (ParseError) or bug: the pipeline dead-letters it
+            reply = ("ok", parse_batch(parser, messages, sources))
+        except Exception as err:  # a bug outside any one message: raised to the caller
             reply = ("error", err)
         try:
             connection.send(reply)
         except Exception:  # an exception that does not pickle
-            connection.send(("error", RuntimeError(f"{type(reply[1]).__name__}: {reply[1]}")))
+            connection.send(("ok", [_picklable(item) for item in reply[1]]) if reply[0] == "ok"
+                            else ("error", _picklable(reply[1])))
+
+
+def _picklable(item):
+    import pickle
+
+    if not isinstance(item, BaseException):
+        return item
+    try:
+        pickle.dumps(item)
+        return item
+    except Exception:
+        return RuntimeError(f"{type(item).__name__}: {item}")
+
+
+def parse_batch(parser, messages: list[ChatMessage], sources: list[SourcePosition | None]) -> list:
+    """`parser.parse_batch` where it has one, else `parse` one by one; each failure in its message's place."""
+    batch = getattr(parser, "parse_batch", None)
+    if batch is not None:
+        return batch(messages, sources)
+    results = []
+    for message, source in zip(messages, sources):
+        try:
+            results.append(parser.parse(message, source))
+        except Exception as err:  # the parser's own verdict (ParseError) or bug: the pipeline dead-letters it
+            results.append(err)
+    return results
 
 
 class ParserProcess:
@@ -114,10 +142,42 @@ class ParserProcess:
 
     def parse(self, message: ChatMessage, source: SourcePosition | None = None) -> ParseResult:
         """The child's result; raises what the parser raised, `ParserCrashed` or `ParserUnavailable`."""
+        [result] = self._parse_alone(message, source)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def parse_batch(self, messages: list[ChatMessage],
+                    sources: list[SourcePosition | None] | None = None) -> list[ParseResult | Exception]:
+        """One result per message, in order, a failure (`ParseError`, `ParserCrashed`, ...) in its message's place.
+
+        When the child dies on a batch, each message of it is tried again alone,
+        so a poison message is found and dead-lettered without its neighbours.
+        Raises only `ParserUnavailable`.
+        """
+        sources = sources or [None] * len(messages)
+        if len(messages) == 1:
+            return self._parse_alone(messages[0], sources[0])
+        try:
+            self._connection.send((messages, sources))
+            status, value = self._receive()
+        except (_ChildDied, OSError) as died:
+            code = died.status if isinstance(died, _ChildDied) else self._reap()
+            log.error("parser process %s on a batch of %d messages; trying each alone", describe_exit(code),
+                      len(messages))
+            self.restarts += 1
+            self._start()
+            return [self._parse_alone(m, s)[0] for m, s in zip(messages, sources)]
+        if status == "ok":
+            return value
+        raise value
+
+    def _parse_alone(self, message: ChatMessage, source: SourcePosition | None) -> list:
+        """[result or failure] for one message, restarting the child each time it dies, up to the limit."""
         limit = self.settings.max_parse_crashes
         for attempt in range(1, limit + 1):
             try:
-                self._connection.send((message, source))
+                self._connection.send(([message], [source]))
                 status, value = self._receive()
             except (_ChildDied, OSError) as died:
                 code = died.status if isinstance(died, _ChildDied) else self._reap()
@@ -131,7 +191,7 @@ class ParserProcess:
             if status == "ok":
                 return value
             raise value
-        raise ParserCrashed(cause, limit)
+        return [ParserCrashed(cause, limit)]
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Let the child finish and exit; kill it if it does not."""

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from schemas import SourcePosition
 from streamer.settings import Settings
-from streamer.streaming.pipeline import Output, Topics, process
+from streamer.streaming.pipeline import Output, Topics, process_batch
 
 CODEC = "pydantic-orjson"
 
@@ -96,7 +96,7 @@ async def publish(topic, key: str | bytes | None, value: Output | bytes) -> None
 
 
 def register_agents(app: faust.App, topics: Topics[faust.TopicT], settings: Settings, parser) -> None:
-    """Attach the `parse_chat` agent to `app`; one message at a time, one parser thread."""
+    """Attach the `parse_chat` agent to `app`: micro-batches of up to `batch_max_messages`, one parser thread."""
     from mode.supervisors import CrashingSupervisor
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parser")
@@ -104,12 +104,47 @@ def register_agents(app: faust.App, topics: Topics[faust.TopicT], settings: Sett
     @app.agent(topics.input, name="parse_chat", supervisor_strategy=CrashingSupervisor)
     async def parse_chat(stream):
         loop = asyncio.get_running_loop()
-        async for event in stream.noack().events():  # acked by hand, after the output is safe
-            record = event.message
-            result, key = await loop.run_in_executor(executor, process, record.value, record.key,
-                                                     source_position(record), parser, settings.max_message_bytes)
-            await publish(topics.route(result), key, result)
-            await stream.ack(event)
+        async for batch in micro_batches(stream.noack().events(), settings.batch_max_messages,
+                                         settings.batch_max_wait_ms / 1000):
+            records = [(event.message.value, event.message.key, source_position(event.message)) for event in batch]
+            results = await loop.run_in_executor(executor, process_batch, records, parser, settings.max_message_bytes)
+            sent = [await topics.route(result).send(key=key, value=result) for result, key in results]
+            for delivered in sent:  # every output on all in-sync replicas (acks=all) before any input is acked
+                await delivered
+            for event in batch:
+                await stream.ack(event)
+
+
+async def micro_batches(events, max_messages: int, max_wait_s: float):
+    """Lists of up to `max_messages` events: the first waits as long as it takes, the rest at most `max_wait_s`.
+
+    A pending read is never cancelled (that would break the stream's
+    iterator); one still waiting when the batch closes becomes the first event
+    of the next batch. Nothing is acknowledged here.
+    """
+    iterator = events.__aiter__()
+    pending = None
+    while True:
+        try:
+            first = await (pending if pending is not None else iterator.__anext__())
+        except StopAsyncIteration:
+            return
+        pending = None
+        batch = [first]
+        deadline = asyncio.get_running_loop().time() + max_wait_s
+        while len(batch) < max_messages:
+            pending = asyncio.ensure_future(iterator.__anext__())
+            left = deadline - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait({pending}, timeout=max(left, 0.001))
+            if not done:
+                break
+            try:
+                batch.append(pending.result())
+            except StopAsyncIteration:
+                yield batch
+                return
+            pending = None
+        yield batch
 
 
 def run(settings: Settings, parser) -> None:

@@ -117,23 +117,33 @@ def message_key(message: ChatMessage) -> str:
 def parse_or_dead_letter(parser, message: ChatMessage, position: SourcePosition, payload: bytes,
                          key: bytes | None) -> Output:
     """The parser's result, or a dead letter when it cannot attempt the message or dies on it."""
+    try:
+        outcome = parser.parse(message, position)
+    except Exception as err:
+        outcome = err
+    return result_or_dead_letter(outcome, message, position, payload, key)
+
+
+def result_or_dead_letter(outcome: Output | Exception, message: ChatMessage, position: SourcePosition,
+                          payload: bytes, key: bytes | None) -> Output:
+    """A parse outcome as what is published: the result itself, or the dead letter its failure calls for."""
     from streamer.parsing import ParseError
     from streamer.parsing.process import ParserCrashed, ParserUnavailable
 
-    try:
-        return parser.parse(message, position)
-    except ParseError as err:
-        return DeadLetter.from_bytes(payload, "processing_error", str(err), position, key)
-    except ParserCrashed as err:
+    if not isinstance(outcome, BaseException):
+        return outcome
+    if isinstance(outcome, ParseError):
+        return DeadLetter.from_bytes(payload, "processing_error", str(outcome), position, key)
+    if isinstance(outcome, ParserCrashed):
         log.error("dead-lettering %s at %s:%d@%d: %s", message.message_id, position.topic, position.partition,
-                  position.offset, err)
-        return DeadLetter.from_bytes(payload, "processing_crash", str(err), position, key)
-    except ParserUnavailable:
-        raise  # no message can be parsed: stop, leaving this one unacknowledged for the next worker
-    except Exception as err:  # a parser bug must cost one message, not the worker
-        log.exception("parser failed on %s at %s:%d@%d", message.message_id, position.topic,
-                      position.partition, position.offset)
-        return DeadLetter.from_bytes(payload, "processing_error", f"{type(err).__name__}: {err}", position, key)
+                  position.offset, outcome)
+        return DeadLetter.from_bytes(payload, "processing_crash", str(outcome), position, key)
+    if isinstance(outcome, ParserUnavailable) or not isinstance(outcome, Exception):
+        raise outcome  # no message can be parsed: stop, leaving this one unacknowledged for the next worker
+    # a parser bug must cost one message, not the worker
+    log.error("parser failed on %s at %s:%d@%d", message.message_id, position.topic, position.partition,
+              position.offset, exc_info=outcome)
+    return DeadLetter.from_bytes(payload, "processing_error", f"{type(outcome).__name__}: {outcome}", position, key)
 
 
 # -- one record -----------------------------------------------------------------------
@@ -152,3 +162,41 @@ def process(value: bytes | None, key: bytes | None, position: SourcePosition, pa
     except Undecodable as bad:
         return DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
     return parse_or_dead_letter(parser, message, position, value, key), message_key(message).encode()
+
+
+def process_batch(records: list[tuple[bytes | None, bytes | None, SourcePosition]], parser,
+                  max_bytes: int) -> list[tuple[Output, bytes | None]]:
+    """`process` for several (value, key, position) records, the decodable ones parsed together.
+
+    The parser's `parse_batch` runs llama.cpp on the whole batch at once; each
+    record still gets exactly one result, in order, and a failure costs only
+    its own record.
+    """
+    outputs: list[tuple[Output, bytes | None] | None] = [None] * len(records)
+    decoded: list[tuple[int, ChatMessage]] = []
+    for index, (value, key, position) in enumerate(records):
+        try:
+            decoded.append((index, decode(value, max_bytes, position.timestamp or datetime.now(timezone.utc))))
+        except Undecodable as bad:
+            outputs[index] = DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
+    if decoded:
+        messages = [message for _, message in decoded]
+        positions = [records[index][2] for index, _ in decoded]
+        batch = getattr(parser, "parse_batch", None)
+        if batch is not None:
+            try:
+                outcomes = batch(messages, positions)
+            except Exception as err:  # the whole call failed: every message's outcome
+                outcomes = [err] * len(messages)
+        else:
+            outcomes = []
+            for message, position in zip(messages, positions):
+                try:
+                    outcomes.append(parser.parse(message, position))
+                except Exception as err:
+                    outcomes.append(err)
+        for (index, message), outcome in zip(decoded, outcomes):
+            value, key, position = records[index]
+            outputs[index] = (result_or_dead_letter(outcome, message, position, value, key),
+                              message_key(message).encode())
+    return outputs

@@ -33,7 +33,7 @@ import threading
 
 from streamer.settings import Settings
 from streamer.streaming.kafka import consumer_config, librdkafka_log, produce, producer_config, source_position
-from streamer.streaming.pipeline import Topics, process
+from streamer.streaming.pipeline import Topics, process_batch
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class TransactionalWorker:
 
         # Parse the whole batch before the transaction opens: the transaction then lasts milliseconds, not
         # the batch's seconds of generation, so read_committed readers are held back (LSO) only that long.
-        results = [process(record.value(), record.key(), source_position(record), self.parser,
-                           self.settings.max_message_bytes) for record in records]
+        results = process_batch([(record.value(), record.key(), source_position(record)) for record in records],
+                                self.parser, self.settings.max_message_bytes)
         next_offsets: dict[tuple[str, int], int] = {}
         self.producer.begin_transaction()
         for record, (result, key) in zip(records, results):

@@ -66,3 +66,12 @@ def test_the_real_model_in_the_process_parses_as_in_this_one(default_parser, def
         isolated = parser.parse(message)
         assert "llama.cpp extra CPU buffer types" in parser.description
     assert isolated.model_dump(exclude={"provenance"}) == default_parser.parse(message).model_dump(exclude={"provenance"})
+
+
+def test_a_batch_with_a_poison_message_costs_only_that_message(standin):
+    texts = ["buy 1m cable", "CRASH sell 2m fiber", "FAIL", "buy 3m aussie"]
+    results = standin.parse_batch([ChatMessage(text=t) for t in texts])
+    assert [type(r).__name__ for r in results] == ["Trade", "ParserCrashed", "KeyError", "Trade"]
+    assert [r.message_id for r in (results[0], results[3])] == [ChatMessage(text=t).message_id for t in texts[::3]]
+    # one death on the batch, then the poison message alone max_parse_crashes times
+    assert standin.restarts == 1 + standin.settings.max_parse_crashes
