@@ -114,16 +114,6 @@ def message_key(message: ChatMessage) -> str:
 # -- parse ----------------------------------------------------------------------------
 
 
-def parse_or_dead_letter(parser, message: ChatMessage, position: SourcePosition, payload: bytes,
-                         key: bytes | None) -> Output:
-    """The parser's result, or a dead letter when it cannot attempt the message or dies on it."""
-    try:
-        outcome = parser.parse(message, position)
-    except Exception as err:
-        outcome = err
-    return result_or_dead_letter(outcome, message, position, payload, key)
-
-
 def result_or_dead_letter(outcome: Output | Exception, message: ChatMessage, position: SourcePosition,
                           payload: bytes, key: bytes | None) -> Output:
     """A parse outcome as what is published: the result itself, or the dead letter its failure calls for."""
@@ -155,13 +145,9 @@ def process(value: bytes | None, key: bytes | None, position: SourcePosition, pa
 
     A dead letter of undecodable bytes keeps the record's own key; any other
     result is keyed by its message (`message_key`), so a channel's results stay
-    on one partition, in order.
+    on one partition, in order. The same as `process_batch` of one record.
     """
-    try:
-        message = decode(value, max_bytes, position.timestamp or datetime.now(timezone.utc))
-    except Undecodable as bad:
-        return DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
-    return parse_or_dead_letter(parser, message, position, value, key), message_key(message).encode()
+    return process_batch([(value, key, position)], parser, max_bytes)[0]
 
 
 def process_batch(records: list[tuple[bytes | None, bytes | None, SourcePosition]], parser,
@@ -180,21 +166,14 @@ def process_batch(records: list[tuple[bytes | None, bytes | None, SourcePosition
         except Undecodable as bad:
             outputs[index] = DeadLetter.from_bytes(value or b"", bad.reason, bad.detail, position, key), key
     if decoded:
+        from streamer.parsing.process import parse_batch
+
         messages = [message for _, message in decoded]
         positions = [records[index][2] for index, _ in decoded]
-        batch = getattr(parser, "parse_batch", None)
-        if batch is not None:
-            try:
-                outcomes = batch(messages, positions)
-            except Exception as err:  # the whole call failed: every message's outcome
-                outcomes = [err] * len(messages)
-        else:
-            outcomes = []
-            for message, position in zip(messages, positions):
-                try:
-                    outcomes.append(parser.parse(message, position))
-                except Exception as err:
-                    outcomes.append(err)
+        try:
+            outcomes = parse_batch(parser, messages, positions)
+        except Exception as err:  # the whole call failed: every message's outcome (ParserUnavailable re-raises)
+            outcomes = [err] * len(messages)
         for (index, message), outcome in zip(decoded, outcomes):
             value, key, position = records[index]
             outputs[index] = (result_or_dead_letter(outcome, message, position, value, key),
