@@ -25,6 +25,10 @@ RUN useradd --create-home streamer
 USER streamer
 WORKDIR /home/streamer
 
+# The shipped adapter merged into the bundled model (Q8_0), built once here rather than in every container.
+ENV STREAMER_MODEL_CACHE_DIR=/home/streamer/.cache/tradechat-streamer
+RUN streamer parse "buy 1m cable" > /dev/null
+
 # Settings come from STREAMER_* variables (docker-compose.yml); the web server must listen beyond localhost.
 ENV STREAMER_WEB_HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CrossCheckScope = Literal["omissions", "all"]
 CpuExtraBuffers = Literal["auto", "on", "off"]
+AdapterMerge = Literal["off", "q4_0", "q4_1", "q5_0", "q8_0", "iq4_nl"]
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,14 @@ class Settings(BaseSettings):
     adapter_path: str | None = Field(
         default="bundled",
         description="GGUF LoRA adapter: a path, 'bundled' (the shipped adapter, when the model is the bundled one) or 'none'.",
+    )
+    adapter_merge: AdapterMerge = Field(
+        default="q8_0",
+        description="How the adapter is applied: merged into the weights and quantized to this type (built once "
+                    "per machine, a few seconds, into model_cache_dir), or 'off' = llama.cpp's runtime LoRA (slower).",
+    )
+    model_cache_dir: Path | None = Field(
+        default=None, description="Where merged models are kept; empty = $XDG_CACHE_HOME/tradechat-streamer.",
     )
     n_ctx: int = 2048
     n_threads: int | None = Field(default=None, description="CPU threads for llama.cpp; empty = all cores.")
@@ -45,8 +54,18 @@ class Settings(BaseSettings):
         default=20, ge=0,
         description="How long a worker waits to fill a batch once it has a message; 0 = take what is there.",
     )
+    max_draft_tokens: int = Field(
+        default=16, ge=0,
+        description="Jump-forward: tokens of the output template guessed after each step and checked by the model "
+                    "in the same decode (only confirmed ones are kept, so outputs do not change); 0 = off.",
+    )
     confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Below this a result goes to review.")
     prompt_version: str | None = Field(default=None, description="Force a prompt version; empty = the adapter's, else few-shot.")
+    limits_path: str = Field(
+        default="default",
+        description="Pre-trade limits (TOML): 'default' = the shipped streamer/limits.toml, a path, or 'none'. "
+                    "A trade over a limit goes to review (limit_exceeded).",
+    )
     rules_cross_check: bool = Field(
         default=True,
         description="Send a result to review when the rule-based parser reads a field differently (a second opinion, ~0.2 ms).",
@@ -69,11 +88,18 @@ class Settings(BaseSettings):
     parsed_topic: str = "trades.parsed"
     review_topic: str = "trades.review"
     deadletter_topic: str = "chat.deadletter"
+    nontrade_topic: str = Field(default="chat.nontrade", description="Messages the parser is sure hold no trade "
+                                "(intent none), so the parsed topic carries trades only.")
     topic_partitions: int = 4
     group_id: str = "tradechat-streamer"
     max_message_bytes: int = Field(default=16384, description="Larger inputs are dead-lettered as oversize.")
     session_timeout_s: float = Field(default=30.0, description="Consumer session timeout; the dev profile lowers it.")
     rebalance_timeout_s: float = Field(default=60.0, description="Consumer rebalance timeout; keep it above one parse.")
+    fetch_max_wait_ms: int = Field(
+        default=100, ge=0,
+        description="How long the broker may hold a fetch that finds no new record (Faust's fixed 1500 ms "
+                    "added ~0.55 s per message on the embedded broker; Apache Kafka answers when data arrives).",
+    )
     commit_interval_s: float = Field(default=1.0, description="How often acknowledged input offsets are committed.")
     publish_timeout_s: float = Field(default=60.0, description="Worker stops if an output is unacknowledged this long.")
     topic_replication_factor: int = Field(default=1, description="Replication of topics the worker creates.")

@@ -48,7 +48,8 @@ def test_worker_reaches_kafka_on_its_advertised_internal_listener():
 
 def test_topics_service_creates_every_pipeline_topic_before_workers_start():
     script = SERVICES["topics"]["command"][0]
-    for name in ("STREAMER_INPUT_TOPIC", "STREAMER_PARSED_TOPIC", "STREAMER_REVIEW_TOPIC", "STREAMER_DEADLETTER_TOPIC"):
+    for name in ("STREAMER_INPUT_TOPIC", "STREAMER_PARSED_TOPIC", "STREAMER_REVIEW_TOPIC", "STREAMER_DEADLETTER_TOPIC",
+                 "STREAMER_NONTRADE_TOPIC"):
         assert f"$${name}" in script and name in SERVICES["topics"]["environment"]
     assert "--if-not-exists" in script
     assert SERVICES["worker"]["depends_on"]["topics"]["condition"] == "service_completed_successfully"

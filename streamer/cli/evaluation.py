@@ -13,14 +13,15 @@ import click
 from pydantic import ValidationError
 
 from streamer.cli.options import load_parser, model_options, settings_from
-from streamer.settings import CrossCheckScope
+from streamer.settings import AdapterMerge, CrossCheckScope
 
 # --config keys and the Settings field each one sets.
 CONFIG_KEYS = {"model": "model_path", "adapter": "adapter_path", "prompt": "prompt_version",
                "threshold": "confidence_threshold", "cross_check": "rules_cross_check", "trust": "cross_check_trust",
-               "scope": "cross_check_scope"}
+               "scope": "cross_check_scope", "merge": "adapter_merge"}
 _SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 _SCOPES = get_args(CrossCheckScope)
+_MERGES = get_args(AdapterMerge)
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 
 
@@ -58,6 +59,8 @@ def parse_config(text: str) -> EvalConfig:
             if value.lower() not in _SWITCH:
                 raise click.BadParameter(f"{text!r}: cross_check must be on or off, got {value!r}")
             value = _SWITCH[value.lower()]
+        if key == "merge" and value not in _MERGES:
+            raise click.BadParameter(f"{text!r}: merge must be one of {', '.join(_MERGES)}, got {value!r}")
         if key == "scope" and value not in _SCOPES:
             raise click.BadParameter(f"{text!r}: scope must be {' or '.join(_SCOPES)}, got {value!r}")
         overrides[CONFIG_KEYS[key]] = Path(value) if key == "model" else value
@@ -84,7 +87,7 @@ def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
 @click.option("--config", "--compare", "configs", multiple=True, metavar="NAME:SPEC", callback=_parse_configs,
               help="A named configuration; repeat it to compare several side by side. SPEC is 'baseline' or "
                    "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold, cross_check (on|off), "
-                   "trust, scope (omissions|all); empty SPEC = the options given on the command line.")
+                   "trust, scope (omissions|all), merge (off|q4_0|q5_0|...); empty SPEC = the options given on the command line.")
 @click.option("--update-docs", is_flag=True,
               help="After the run, copy eval.json and eval.png to docs/results/eval/<gold file stem>.json/.png and "
                    "rewrite the <!-- eval:<stem>:start/end --> blocks of README.md and the model card from it.")

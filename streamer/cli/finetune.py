@@ -44,7 +44,7 @@ ADAPTER_ID_DEFAULT = "smollm2-135m-trades"
               help="Dev messages for the PyTorch vs llama.cpp parity check (0 = skip).")
 @click.option("--merge-to", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write one GGUF with the adapter merged in and quantized.")
-@click.option("--merge-quant", type=click.Choice(["q4_1", "q8_0", "f16", "q4_k_m", "q5_k_m"]), default="q8_0",
+@click.option("--merge-quant", type=click.Choice(["q4_0", "q4_1", "q5_0", "q8_0", "iq4_nl", "f16", "q4_k_m", "q5_k_m"]), default="q4_0",
               show_default=True, help="Quantization of the merged GGUF.")
 @click.option("--n-threads", type=int, default=None, help="CPU threads for llama.cpp in the parity check.")
 def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | None, out_dir: Path, init_adapter: Path | None,
@@ -85,7 +85,7 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
     if init_adapter is not None:
         try:
             initial = ex.read_adapter_gguf(init_adapter)
-        except (ex.ExportError, ValueError, KeyError) as err:
+        except (ex.MergeError, ValueError, KeyError) as err:
             raise click.ClickException(f"{init_adapter}: not a readable GGUF LoRA adapter ({err})") from None
         if initial.rank != rank:
             raise click.ClickException(f"{init_adapter} has rank {initial.rank}: pass --rank {initial.rank}")
@@ -122,7 +122,7 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
         if initial is not None:
             try:
                 ex.load_lora_weights(model, initial)
-            except ex.ExportError as err:
+            except ex.MergeError as err:
                 raise click.ClickException(f"{init_adapter}: {err}") from None
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[loss]}"),
                   TextColumn("{task.fields[dev]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
@@ -170,7 +170,7 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
         with console.status(f"merging into {merge_to} ({merge_quant})"):
             try:
                 ex.merge_and_quantize(base, weights, merge_to, merge_quant, n_threads=n_threads or 2)
-            except ex.ExportError as err:
+            except ex.MergeError as err:
                 raise click.ClickException(str(err)) from None
 
     elapsed = time.perf_counter() - started

@@ -12,7 +12,7 @@ from typing import get_args
 import click
 import orjson
 
-from streamer.settings import CpuExtraBuffers, CrossCheckScope, Settings
+from streamer.settings import AdapterMerge, CpuExtraBuffers, CrossCheckScope, Settings
 
 
 def model_options(fn):
@@ -22,7 +22,12 @@ def model_options(fn):
                      help="GGUF model file (default: bundled SmolLM2-135M; env STREAMER_MODEL_PATH)."),
         click.option("--adapter", "adapter_path", default=None,
                      help="GGUF LoRA adapter path, 'bundled' or 'none' (env STREAMER_ADAPTER_PATH)."),
+        click.option("--adapter-merge", type=click.Choice(get_args(AdapterMerge)), default=None,
+                     help="Apply the adapter merged into the weights, quantized as this type and cached (default "
+                          "q8_0), or 'off' = llama.cpp's runtime LoRA (env STREAMER_ADAPTER_MERGE)."),
         click.option("--prompt-version", default=None, help="Force a prompt version (fewshot-v1, tuned-v1)."),
+        click.option("--limits", "limits_path", default=None, metavar="FILE|default|none",
+                     help="Pre-trade limits (TOML); a trade over one goes to review (env STREAMER_LIMITS_PATH)."),
         click.option("--threshold", "confidence_threshold", type=float, default=None,
                      help="Confidence below which results go to review."),
         click.option("--cross-check/--no-cross-check", "rules_cross_check", default=None,

@@ -31,6 +31,8 @@ def worker_options(fn):
         click.option("--parsed-topic", default=None, help="Topic for trades (default trades.parsed)."),
         click.option("--review-topic", default=None, help="Topic for low-confidence results (default trades.review)."),
         click.option("--deadletter-topic", default=None, help="Topic for undecodable input (default chat.deadletter)."),
+        click.option("--nontrade-topic", default=None,
+                     help="Topic for messages that hold no trade, intent none (default chat.nontrade)."),
         click.option("--partitions", "topic_partitions", type=click.IntRange(min=1), default=None,
                      help="Partitions of topics the worker creates."),
         click.option("--max-message-bytes", type=click.IntRange(min=1), default=None,

@@ -68,6 +68,7 @@ def run_benchmark(parser, messages: list[ChatMessage], load_s: float) -> dict[st
     batch = parser.settings.batch_max_messages
     decoder = parser._decoder
     checked, full = decoder.checked_tokens, decoder.full_grammar_passes
+    drafted, forced, rejected = decoder.drafted_tokens, decoder.forced_tokens, decoder.rejected_draft_tokens
     latencies, evaluated, generated, kinds, errors = [], [], [], {"trade": 0, "low_confidence": 0}, 0
     wall = time.perf_counter()
     for start in range(0, len(messages), batch):
@@ -82,8 +83,11 @@ def run_benchmark(parser, messages: list[ChatMessage], load_s: float) -> dict[st
     wall = time.perf_counter() - wall
     prefill = prefill_tokens_per_s(parser.model.llm)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    evaluated_per_s = (sum(evaluated) + sum(generated)) / wall
     checked, full = decoder.checked_tokens - checked, decoder.full_grammar_passes - full
+    drafted, forced = decoder.drafted_tokens - drafted, decoder.forced_tokens - forced
+    rejected = decoder.rejected_draft_tokens - rejected
+    evaluated_per_s = (sum(evaluated) + sum(generated) + rejected) / wall
+    n = len(messages)
     rows = {
         "model": parser.model.path.name, "adapter": parser.adapter_id or "none", "prompt": parser.prompt_version,
         "n_threads": parser.settings.n_threads or "all", "n_gpu_layers": parser.settings.n_gpu_layers,
@@ -94,11 +98,15 @@ def run_benchmark(parser, messages: list[ChatMessage], load_s: float) -> dict[st
         "latency_ms_p50": round(percentile(latencies, 0.5), 1), "latency_ms_p95": round(percentile(latencies, 0.95), 1),
         "prompt_prefix_tokens": parser.prefix_token_count,
         "prompt_tokens_per_message": round(statistics.mean(evaluated), 1),
-        "sampled_tokens_per_message": round(statistics.mean(generated), 1),
-        "forced_tokens_per_message": 0,  # no jump-forward: every output token is sampled
+        "output_tokens_per_message": round(statistics.mean(generated), 1),
+        "sampled_tokens_per_message": round((sum(generated) - drafted - forced) / n, 1),
+        "forced_tokens_per_message (jump-forward, no logits)": round(forced / n, 1),
+        "drafted_tokens_per_message (guessed, confirmed)": round(drafted / n, 1),
+        "rejected_draft_tokens_per_message": round(rejected / n, 1),
+        "max_draft_tokens": decoder.max_draft,
         "grammar_full_passes_pct": round(100 * full / checked, 2) if checked else 0.0,
         "generated_tokens_per_s": round(sum(generated) / wall, 1),
-        "evaluated_tokens_per_s (prompt + generated)": round(evaluated_per_s, 1),
+        "evaluated_tokens_per_s (prompt + output + rejected drafts)": round(evaluated_per_s, 1),
         f"prefill_tokens_per_s ({PREFILL_TOKENS} in one batch)": round(prefill),
         "ratio_to_prefill": round(evaluated_per_s / prefill, 3) if prefill else 0.0,
         "trades": kinds["trade"], "review": kinds["low_confidence"], "errors": errors,

@@ -146,26 +146,43 @@ class EvaluationRun:
 
 
 def run_parser(parser: MessageParser, examples: Sequence[GoldExample], name: str, console=None) -> list[Prediction]:
-    """Parse every example with a progress bar on stderr; a `ParseError` becomes an error row, not a crash."""
+    """Parse every example with a progress bar on stderr; a `ParseError` becomes an error row, not a crash.
+
+    A parser with `parse_batch` gets the examples in batches of its
+    `batch_max_messages`, as a worker would, so latencies are a batch's.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from streamer.parsing import ParseError
 
+    batched = getattr(parser, "parse_batch", None)
+    size = parser.settings.batch_max_messages if batched else 1
     predictions: list[Prediction] = []
     exact = 0
     columns = (TextColumn(f"eval [bold]{name}[/bold]"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[score]}"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(name, total=len(examples), score="")
-        for example in examples:
-            try:
-                prediction = Prediction(example, parser.parse(example.message()))
-            except ParseError as err:
-                prediction = Prediction(example, None, error=str(err))
-                progress.console.print(f"[red]error[/red] {example.id} (line {example.line}): {err}", highlight=False)
-            predictions.append(prediction)
-            exact += is_exact_match(prediction.case())
-            progress.update(task, advance=1, score=f"exact {exact}/{len(predictions)}")
+        for start in range(0, len(examples), size):
+            chunk = examples[start:start + size]
+            if batched:
+                results = batched([example.message() for example in chunk])
+            else:
+                results = []
+                for example in chunk:
+                    try:
+                        results.append(parser.parse(example.message()))
+                    except ParseError as err:
+                        results.append(err)
+            for example, result in zip(chunk, results):
+                if isinstance(result, ParseError):
+                    prediction = Prediction(example, None, error=str(result))
+                    progress.console.print(f"[red]error[/red] {example.id} (line {example.line}): {result}", highlight=False)
+                else:
+                    prediction = Prediction(example, result)
+                predictions.append(prediction)
+                exact += is_exact_match(prediction.case())
+            progress.update(task, advance=len(chunk), score=f"exact {exact}/{len(predictions)}")
     return predictions
 
 

@@ -244,7 +244,7 @@ def block_names(text: str) -> list[str]:
     return re.findall(r"<!-- eval:([A-Za-z0-9][A-Za-z0-9_.-]*):start -->", text)
 
 
-def command_line(command: Sequence[str]) -> str:
+def command_line(command: Sequence[str], width: int = _COMMAND_WIDTH) -> str:
     """The recorded argv as a shell command, `streamer` for the script's path, wrapped before options."""
     words = list(command)
     if words and (Path(words[0]).name == "streamer" or Path(words[0]).parts[-2:] == ("streamer", "__main__.py")):
@@ -257,7 +257,7 @@ def command_line(command: Sequence[str]) -> str:
             groups[-1] += " " + shlex.quote(word)
     lines = [groups[0]] if groups else []
     for group in groups[1:]:
-        if len(lines[-1]) + 1 + len(group) > _COMMAND_WIDTH:
+        if len(lines[-1]) + 1 + len(group) > width:
             lines.append("    " + group)
         else:
             lines[-1] += " " + group
@@ -309,6 +309,8 @@ DOCS_ROWS: list[tuple[str, Callable[[dict], object], Callable]] = [
 
 def render_block(payload: dict, name: str, document: Path = Path("README.md")) -> str:
     """The markdown between NAME's markers in `document` (a path relative to the repository root)."""
+    if payload.get("kind") == "bench":
+        return render_bench_block(payload, name, document)
     configs = payload["configs"]
     gold = payload["gold"]
     source = RESULTS_DIR / f"{name}.json"
@@ -348,6 +350,99 @@ def render_block(payload: dict, name: str, document: Path = Path("README.md")) -
         f"{speed}. Every number: [{source.as_posix()}]({link(source)}); chart: [{chart.name}]({link(chart)}); "
         f"definitions: [docs/evaluation.md]({link(Path('docs/evaluation.md'))}).",
     ]
+    return "\n".join(lines)
+
+
+# --- speed: labelled `streamer bench` runs -------------------------------------------
+
+def _kafka_cell(rows: dict) -> str:
+    if "kafka_throughput_msg_s" not in rows:
+        return "–"
+    if "kafka_ratio_to_in_process" in rows:  # a backlog: throughput
+        return (f"{rows['kafka_messages']} at once: {rows['kafka_throughput_msg_s']:.2f} msg/s, "
+                f"{rows['kafka_ratio_to_in_process']:.2f} of in-process")
+    return (f"{rows['kafka_messages']} at {rows['kafka_produced']}: latency p50 / p95 "
+            f"{_duration(rows['kafka_latency_ms_p50'])} / {_duration(rows['kafka_latency_ms_p95'])}")
+
+
+BENCH_COLUMNS: list[tuple[str, Callable[[dict], str]]] = [
+    ("msg/s", lambda r: f"{r['throughput_msg_s']:.2f}"),
+    ("ratio to the run's prefill rate", lambda r: f"{r['ratio_to_prefill']:.2f} of {r[_prefill_key(r)]} tok/s"),
+    ("latency p50 / p95", lambda r: f"{_duration(r['latency_ms_p50'])} / {_duration(r['latency_ms_p95'])}"),
+    ("tokens per message: prompt / sampled / forced / guessed / rejected", lambda r: " / ".join(
+        str(r.get(k, "–")) for k in ("prompt_tokens_per_message", "sampled_tokens_per_message",
+                                     "forced_tokens_per_message (jump-forward, no logits)",
+                                     "drafted_tokens_per_message (guessed, confirmed)",
+                                     "rejected_draft_tokens_per_message"))),
+    ("peak RSS", lambda r: f"{r['peak_rss_mb']:.0f} MB"),
+    ("through Kafka", _kafka_cell),
+]
+
+
+def _prefill_key(rows: dict) -> str:
+    return next(k for k in rows if k.startswith("prefill_tokens_per_s"))
+
+
+def record_bench(rows: dict, command: Sequence[str], label: str, name: str = "throughput", root: Path | None = None) -> Path:
+    """Add (or replace) the run LABEL in the committed bench results NAME.json, redraw its chart; the file."""
+    target = results_path(name, _checkout(root or REPO_ROOT))
+    payload = orjson.loads(target.read_bytes()) if target.is_file() else {"kind": "bench", "runs": []}
+    run = {"label": label, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "command": list(command), "machine": machine(), "rows": rows}
+    runs = [r for r in payload["runs"] if r["label"] != label]
+    at = next((i for i, r in enumerate(payload["runs"]) if r["label"] == label), len(runs))
+    payload["runs"] = runs[:at] + [run] + runs[at:]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_json(target, payload)
+    write_bench_chart(target.with_suffix(".png"), payload)
+    return target
+
+
+def write_bench_chart(path: Path, payload: dict) -> None:
+    """Messages per second of each labelled run, with its ratio to the same run's prefill rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = payload["runs"]
+    labels = [r["label"] for r in runs]
+    rates = [r["rows"]["throughput_msg_s"] for r in runs]
+    fig, ax = plt.subplots(figsize=(11, 0.8 + 0.45 * len(runs)))
+    bars = ax.barh(labels[::-1], rates[::-1], color="#4c72b0")
+    for bar, run in zip(bars, runs[::-1]):
+        rows = run["rows"]
+        note = f" {rows['throughput_msg_s']:.2f} msg/s, {rows['ratio_to_prefill']:.2f} of prefill"
+        if "kafka_throughput_msg_s" in rows:
+            note += "; Kafka: " + _kafka_cell(rows).split(": ", 1)[1]
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, note, va="center", fontsize=8)
+    ax.set_xlabel("messages per second (streamer bench)")
+    ax.set_xlim(0, max(rates) * 2.2)
+    ax.set_title("In-process parser throughput by configuration (and through Kafka), same machine", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_bench_block(payload: dict, name: str, document: Path = Path("README.md")) -> str:
+    """One table row per labelled bench run, the command under each, the machine and date."""
+    source = RESULTS_DIR / f"{name}.json"
+    chart = RESULTS_DIR / f"{name}.png"
+
+    def link(target: Path) -> str:
+        return Path(os.path.relpath(target, document.parent)).as_posix()
+
+    runs = payload["runs"]
+    lines = [f"<!-- generated from {source.as_posix()} by `streamer bench --update-docs LABEL` "
+             "(or `streamer eval --render-docs`): do not edit by hand -->", ""]
+    lines += _table(["run"] + [c for c, _ in BENCH_COLUMNS],
+                    [[f"{i}. {r['label']}"] + [fmt(r["rows"]) for _, fmt in BENCH_COLUMNS] for i, r in enumerate(runs, 1)])
+    lines += ["", "Commands:", ""]
+    lines += [f"{i}. `{command_line(r['command'], width=1000)}`" for i, r in enumerate(runs, 1)]
+    machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cpus_usable']} CPUs usable)" for r in runs})
+    dates = sorted({r["created_at"][:10] for r in runs})
+    lines += ["", f"Measured on {', '.join(machines)}, {' to '.join(dates[::max(1, len(dates) - 1)])}. "
+              f"Every number: [{source.as_posix()}]({link(source)}); chart: [{chart.name}]({link(chart)})."]
     return "\n".join(lines)
 
 

@@ -12,13 +12,14 @@ the PyTorch model must write the same Extraction.
 
 from __future__ import annotations
 
-import ctypes
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamer.parsing.grammar import Extraction
+from streamer.parsing.merged import (  # noqa: F401 - re-exported: the export's half of the merge
+    QUANT_TYPES, LoraWeights, MergeError, merge_and_quantize, read_adapter_gguf,
+)
 
 # Hugging Face Llama module -> llama.cpp tensor name (blk.N.<name>.weight)
 GGUF_NAMES = {
@@ -26,10 +27,9 @@ GGUF_NAMES = {
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
 }
 _PEFT_KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.(self_attn\.[qkvo]_proj|mlp\.(?:gate|up|down)_proj)\.lora_([AB])(?:\.[^.]+)?\.weight$")
-QUANT_TYPES = {"q4_1": 3, "q8_0": 7, "f16": 1, "q4_k_m": 15, "q5_k_m": 17}  # llama_ftype values
 
 
-class ExportError(RuntimeError):
+class ExportError(MergeError):
     """An adapter that cannot be written for llama.cpp (unknown layer, wrong architecture)."""
 
 
@@ -52,19 +52,6 @@ def _row_heads(name: str, config) -> int | None:
 
 def _gguf_name(peft_key: re.Match) -> str:
     return f"blk.{peft_key[1]}.{GGUF_NAMES[peft_key[2]]}.weight"
-
-
-@dataclass
-class LoraWeights:
-    """LoRA matrices by llama.cpp base tensor name, already in llama.cpp's row order."""
-
-    alpha: float
-    rank: int
-    pairs: dict[str, tuple[object, object]]  # name -> (A [r, in], B [out, r]) numpy float32
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
 
 
 def lora_weights(peft_model) -> LoraWeights:
@@ -122,24 +109,6 @@ def load_lora_weights(peft_model, weights: LoraWeights) -> None:
         raise ExportError(f"the model has no layer for {len(missing)} adapter tensors, e.g. {sorted(missing)[0]}")
 
 
-def read_adapter_gguf(path: Path) -> LoraWeights:
-    """The A/B matrices of a llama.cpp LoRA adapter file (e.g. the shipped one), for merging."""
-    import gguf
-    import numpy as np
-
-    reader = gguf.GGUFReader(str(path))
-    if reader.fields.get("general.type") is None or reader.fields["general.type"].contents() != "adapter":
-        raise ExportError(f"{path} is not a GGUF LoRA adapter")
-    halves: dict[str, dict[str, object]] = {}
-    for tensor in reader.tensors:
-        base, _, half = tensor.name.rpartition(".lora_")
-        shape = [int(n) for n in reversed(tensor.shape)]
-        halves.setdefault(base, {})[half] = np.asarray(tensor.data, dtype=np.float32).reshape(shape)
-    rank = next(iter(halves.values()))["a"].shape[0]
-    alpha = float(reader.fields["adapter.lora.alpha"].contents())
-    return LoraWeights(alpha=alpha, rank=rank, pairs={n: (ab["a"], ab["b"]) for n, ab in halves.items()})
-
-
 def write_adapter_gguf(weights: LoraWeights, path: Path, base_name: str, dtype: str = "f16") -> None:
     """The llama.cpp LoRA adapter file: general.type=adapter, adapter.type=lora, alpha, `<tensor>.lora_a/.lora_b`."""
     import gguf
@@ -165,54 +134,6 @@ def write_adapter_gguf(weights: LoraWeights, path: Path, base_name: str, dtype: 
 def _tensor_order(name: str) -> tuple[int, str]:
     m = re.match(r"blk\.(\d+)\.(.*)", name)
     return (int(m[1]), m[2]) if m else (-1, name)
-
-
-def merge_and_quantize(base_path: Path, weights: LoraWeights, out_path: Path, quant: str = "q8_0", n_threads: int = 2) -> None:
-    """One GGUF with the adapter folded in: dequantize the base, add scale * B @ A, write f32, quantize.
-
-    The intermediate f32 file (~0.6 GB for 135M) lives in a temporary folder
-    beside `out_path` and is removed afterwards.
-    """
-    import gguf
-    import llama_cpp
-    import numpy as np
-    from gguf.quants import dequantize
-
-    if quant not in QUANT_TYPES:
-        raise ExportError(f"unknown quantization {quant!r}; one of {', '.join(QUANT_TYPES)}")
-    reader = gguf.GGUFReader(str(base_path))
-    arch = reader.fields["general.architecture"].contents()
-    missing = set(weights.pairs) - {t.name for t in reader.tensors}
-    if missing:
-        raise ExportError(f"base model has no tensor {sorted(missing)[0]!r}: the adapter is for another model")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
-        merged_f32 = Path(tmp) / "merged-f32.gguf"
-        writer = gguf.GGUFWriter(str(merged_f32), arch=arch)
-        for name, fld in reader.fields.items():
-            if name.startswith("GGUF.") or name in ("general.architecture", "general.file_type", "general.alignment"):
-                continue
-            vtype = fld.types[0]
-            sub = fld.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(name, fld.contents(), vtype, sub)
-        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-        for tensor in reader.tensors:
-            data = dequantize(tensor.data, tensor.tensor_type).astype(np.float32)
-            data = data.reshape([int(n) for n in reversed(tensor.shape)])
-            if tensor.name in weights.pairs:
-                a, b = weights.pairs[tensor.name]
-                data = data + weights.scale * (b.astype(np.float32) @ a.astype(np.float32))
-            writer.add_tensor(tensor.name, np.ascontiguousarray(data))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = QUANT_TYPES[quant]
-        params.nthread = n_threads
-        status = llama_cpp.llama_model_quantize(str(merged_f32).encode(), str(out_path).encode(), ctypes.byref(params))
-        if status != 0:
-            raise ExportError(f"llama.cpp quantize failed with status {status}")
 
 
 # --- parity ------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def tagged_topics(settings: Settings, tag: str, source_topic: str) -> Topics[str
     """`source_topic` in, the settings' output topics with `.<tag>` out."""
     tag = check_tag(tag)
     return Topics(source_topic, f"{settings.parsed_topic}.{tag}", f"{settings.review_topic}.{tag}",
-                  f"{settings.deadletter_topic}.{tag}")
+                  f"{settings.deadletter_topic}.{tag}", f"{settings.nontrade_topic}.{tag}")
 
 
 @dataclass(frozen=True)

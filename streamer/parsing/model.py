@@ -155,6 +155,23 @@ class LoadedModel:
     adapter: Path | None
     adapter_card: dict
     extra_buffers: str = ""  # llama.cpp's extra CPU buffer types: 'on (why)' or 'off (why)'
+    merged_from: Path | None = None  # the base model, when `path` is it with the adapter merged in
+
+
+def merged_or_none(settings: Settings, path: Path, base_sha256: str, adapter: Path) -> Path | None:
+    """The cached adapter-merged model for these settings, or None (merging off, or it could not be built)."""
+    from streamer.parsing.merged import MergeError, default_cache_dir, merged_model
+
+    if settings.adapter_merge == "off":
+        return None
+    adapter_id = adapter_card(adapter).get("id") or adapter.parent.name
+    try:
+        return merged_model(path, base_sha256, adapter, adapter_id, settings.adapter_merge,
+                            settings.model_cache_dir or default_cache_dir(), n_threads=settings.n_threads or 2)
+    except (MergeError, OSError, ImportError) as err:
+        log.warning("could not merge adapter %s into %s (%s); applying it at run time instead, which is slower",
+                    adapter, path.name, err)
+        return None
 
 
 def load_model(settings: Settings) -> LoadedModel:
@@ -162,13 +179,16 @@ def load_model(settings: Settings) -> LoadedModel:
     path = resolve_model_path(settings)
     check_gguf(path, "model")
     adapter = resolve_adapter_path(settings, path)
+    sha256 = sha256_file(path)
+    merged = None
     if adapter is not None:
         check_gguf(adapter, "adapter")
+        merged = merged_or_none(settings, path, sha256, adapter)
     try:
         llm, extra_buffers = open_llama(
-            path,
+            merged or path,
             settings.cpu_extra_buffers,
-            lora_path=str(adapter) if adapter else None,
+            lora_path=str(adapter) if adapter and not merged else None,
             n_ctx=settings.n_ctx,
             n_batch=settings.n_batch,
             n_threads=settings.n_threads,
@@ -180,4 +200,7 @@ def load_model(settings: Settings) -> LoadedModel:
         where = f"{path} with adapter {adapter}" if adapter else str(path)
         raise ModelLoadError(f"llama.cpp could not load {where}: {err}") from None
     log.info("llama.cpp extra CPU buffer types %s", extra_buffers)
-    return LoadedModel(llm, path, sha256_file(path), adapter, adapter_card(adapter) if adapter else {}, extra_buffers)
+    card = adapter_card(adapter) if adapter else {}
+    if merged:
+        return LoadedModel(llm, merged, sha256_file(merged), adapter, card, extra_buffers, merged_from=path)
+    return LoadedModel(llm, path, sha256, adapter, card, extra_buffers)

@@ -21,6 +21,8 @@ from schemas import ChatMessage, LowConfidence, ParseResult, Provenance, Reason,
 from streamer.parsing import confidence, rules
 from streamer.parsing.batch import BatchDecoder
 from streamer.parsing.grammar import EXTRACTION_FIELDS, Extraction, build_gbnf
+from streamer.parsing.instructions import instruction_reasons
+from streamer.parsing.limits import load_limits
 from streamer.parsing.model import LoadedModel, load_model
 from streamer.parsing.normalize import normalize_extraction
 from streamer.parsing.prompt import DEFAULT_PROMPT_VERSION, PROMPTS, PromptTokens
@@ -35,7 +37,7 @@ class ParseError(RuntimeError):
 
 
 # Settings that change what the model generates; the others only change how a generation is judged.
-GENERATION_SETTINGS = ("model_path", "adapter_path", "prompt_version", "n_ctx", "n_batch", "n_gpu_layers", "max_tokens")
+GENERATION_SETTINGS = ("model_path", "adapter_path", "adapter_merge", "prompt_version", "n_ctx", "n_batch", "n_gpu_layers", "max_tokens")
 
 
 class Parser:
@@ -48,6 +50,7 @@ class Parser:
 
     def __init__(self, settings: Settings | None = None, model: LoadedModel | None = None):
         self.settings = settings or Settings()
+        self.limits = load_limits(self.settings.limits_path)  # a bad file fails at start-up (LimitsError), first
         self.model = model or load_model(self.settings)
         llm = self.model.llm
         self.prompt_version = (
@@ -67,7 +70,8 @@ class Parser:
         self.adapter_id = self.model.adapter_card.get("id") or (adapter.parent.name if adapter else None)
         # the fixed prefix is evaluated here, once, so even the first message reuses it
         self._decoder = BatchDecoder(llm, self.tokens.prefix, build_gbnf(), self.settings.batch_max_messages,
-                                     self.settings.n_threads, self.settings.max_tokens, self.settings.n_ctx)
+                                     self.settings.n_threads, self.settings.max_tokens, self.settings.n_ctx,
+                                     max_draft=self.settings.max_draft_tokens)
 
     def close(self) -> None:
         """Free the batch context (the model goes with the `Llama` object)."""
@@ -76,6 +80,8 @@ class Parser:
     def describe(self) -> str:
         """One line for logs: model, adapter, prompt and the CPU buffer choice."""
         adapter = f"adapter {self.adapter_id}" if self.adapter_id else "no adapter"
+        if self.model.merged_from:
+            adapter += f" merged into {self.model.merged_from.name}"
         return (f"{self.model.path.name}, {adapter}, prompt {self.prompt_version}, "
                 f"llama.cpp extra CPU buffer types {self.model.extra_buffers}")
 
@@ -173,13 +179,14 @@ class Parser:
 
     def _decide(self, message, output, ranges, logprobs, provenance, source) -> ParseResult:
         threshold = self.settings.confidence_threshold
+        instruction = instruction_reasons(message.text)  # from the text alone: the model's reading cannot hide it
         try:
             extraction = Extraction.model_validate(orjson.loads(output))
         except (orjson.JSONDecodeError, ValidationError) as err:
             detail = str(err).splitlines()[0]
             return LowConfidence(
                 message_id=message.message_id, message=message, trade=None, confidence=0.0,
-                reasons=[Reason(code="invalid_model_output", detail=f"{detail}: {output[:200]!r}")],
+                reasons=[Reason(code="invalid_model_output", detail=f"{detail}: {output[:200]!r}"), *instruction],
                 provenance=provenance, source=source,
             )
         reference = (message.timestamp or datetime.now(timezone.utc)).date()
@@ -187,6 +194,7 @@ class Parser:
         values = normalized.fields
         reasons = [Reason(code=c, field=f, detail=d) for c, f, d in normalized.reasons]
         reasons += confidence.missing_required(values["intent"], values)
+        reasons += instruction
         if extraction.multiple_trades:
             reasons.append(Reason(code="multiple_trades", detail="one message holds several trades"))
         probs = confidence.span_probabilities(ranges, logprobs, confidence.value_spans(output, EXTRACTION_FIELDS))
@@ -203,6 +211,8 @@ class Parser:
         if extraction.multiple_trades:
             scores["multiple_trades"] = 0.0
         reasons += confidence.low_confidence_reasons(scores, threshold, failed)
+        if self.limits is not None and values["intent"] not in ("none", "cancel"):  # the parse may be right: scores stand
+            reasons += [Reason(code="limit_exceeded", field=f, detail=d) for f, d in self.limits.exceeded(values)]
         overall = min(scores.values()) if scores else 0.0
         trade = Trade(
             **values, message_id=message.message_id, confidence=overall, field_confidence=scores,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from schemas import ChatMessage, LowConfidence, ParseResult, Provenance, Reason, SourcePosition, Trade
 from streamer.parsing.confidence import missing_required
+from streamer.parsing.instructions import instruction_reasons
 from streamer.parsing.normalize import CRYPTO_NAMES, FX_SLANG, ISO_CURRENCIES, normalize_extraction
 
 BASELINE_NAME = "rule-based-baseline"
@@ -122,6 +123,7 @@ class RuleBasedParser:
         normalized = normalize_extraction(raw, message.text, reference)
         reasons = [Reason(code=c, field=f, detail=d) for c, f, d in normalized.reasons]
         reasons += missing_required(normalized.fields["intent"], normalized.fields)
+        reasons += instruction_reasons(message.text)
         failed = {r.field for r in reasons if r.field}
         scores = {name: 0.0 if name in failed else 1.0 for name in normalized.fields}
         confidence = 0.0 if reasons else 1.0

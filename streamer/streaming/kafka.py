@@ -59,6 +59,7 @@ def consumer_config(settings: Settings, group_id: str, **overrides) -> dict:
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
         "session.timeout.ms": int(settings.session_timeout_s * 1000),
+        "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         "client.id": "tradechat-streamer",
         "logger": librdkafka_log,
         **overrides,

@@ -17,6 +17,8 @@ Failure policy: every record ends on exactly one output topic.
   signal; the worker goes on with a fresh parser process (`parsing/process.py`).
   A parser process that cannot even load the model stops the worker.
 - The parser is unsure -> `LowConfidence` on the review topic, with its reasons.
+- The parser is sure the message holds no trade (intent `none`: "gm all") -> the
+  `Trade` goes to the non-trade topic, so the parsed topic carries trades only.
 - The broker does not acknowledge an output -> the worker stops with an error and
   the input is not acknowledged, so it is read again after the restart.
 """
@@ -42,23 +44,35 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Topics(Generic[T]):
-    """The pipeline's four topics, as names (`Topics.from_settings`) or as a client's topic objects."""
+    """The pipeline's five topics, as names (`Topics.from_settings`) or as a client's topic objects."""
 
     input: T
     parsed: T
     review: T
     deadletter: T
+    nontrade: T
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topics[str]:
-        return cls(settings.input_topic, settings.parsed_topic, settings.review_topic, settings.deadletter_topic)
+        return cls(settings.input_topic, settings.parsed_topic, settings.review_topic, settings.deadletter_topic,
+                   settings.nontrade_topic)
 
     def route(self, result: Output) -> T:
-        """Trade -> parsed, LowConfidence -> review, DeadLetter -> dead letters."""
-        return {"trade": self.parsed, "low_confidence": self.review, "dead_letter": self.deadletter}[result.kind]
+        """The topic `result` goes to (see `role`)."""
+        return getattr(self, self.role(result))
+
+    @staticmethod
+    def role(result: Output) -> str:
+        """Trade -> parsed (chatter, intent none -> nontrade), LowConfidence -> review, DeadLetter -> deadletter.
+
+        A booking consumer of the parsed topic sees only orders, RFQs, quotes and cancels.
+        """
+        if result.kind == "trade" and result.intent == "none":
+            return "nontrade"
+        return {"trade": "parsed", "low_confidence": "review", "dead_letter": "deadletter"}[result.kind]
 
     def outputs(self) -> list[T]:
-        return [self.parsed, self.review, self.deadletter]
+        return [self.parsed, self.review, self.deadletter, self.nontrade]
 
     def all(self) -> list[T]:
         return [self.input, *self.outputs()]

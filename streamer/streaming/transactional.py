@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections import Counter
 
 from streamer.settings import Settings
 from streamer.streaming.kafka import consumer_config, librdkafka_log, produce, producer_config, source_position
@@ -65,6 +66,7 @@ class TransactionalWorker:
                                             "heartbeat.interval.ms": int(settings.heartbeat_interval_s * 1000)}))
         self.committed_batches = 0
         self.processed = 0
+        self.published: Counter[str] = Counter()  # committed outputs by topic role (parsed, review, ...)
 
     def run(self) -> None:
         """Until `stop` is set (SIGTERM/SIGINT): the batch in flight is finished and committed first."""
@@ -110,6 +112,7 @@ class TransactionalWorker:
         self.producer.commit_transaction(self.settings.publish_timeout_s)
         self.committed_batches += 1
         self.processed += len(records)
+        self.published.update(Topics.role(result) for result, _ in results)
 
     def _rewind(self, records) -> None:
         """Seek each partition back to the batch's first record, so the aborted batch is processed again."""

@@ -49,8 +49,13 @@ def start_parser(settings: Settings):
 
 def run_worker(settings: Settings, announce: Callable[[str], None] = _stderr) -> None:
     """Load the model, then consume until SIGTERM/SIGINT; `WorkerError` for a start-up or parser failure."""
+    from streamer.parsing.limits import LimitsError, load_limits
     from streamer.parsing.process import ParserUnavailable
 
+    try:
+        load_limits(settings.limits_path)  # here too: a bad file is one line before anything starts
+    except LimitsError as err:
+        raise WorkerError(str(err)) from None
     exactly_once = settings.processing_guarantee == "exactly_once"
     if not exactly_once:
         from streamer.streaming.broker import is_listening
@@ -60,7 +65,7 @@ def run_worker(settings: Settings, announce: Callable[[str], None] = _stderr) ->
     ensure_pipeline_topics(settings)
     parser = start_parser(settings)  # before joining the group, so a rebalance never waits on a model load
     route = (f"{settings.input_topic} -> {settings.parsed_topic} | {settings.review_topic} | "
-             f"{settings.deadletter_topic} on {settings.broker_url}, group {settings.group_id}")
+             f"{settings.nontrade_topic} | {settings.deadletter_topic} on {settings.broker_url}, group {settings.group_id}")
     try:
         if exactly_once:
             _run_transactional(settings, parser, route, announce)
@@ -95,7 +100,8 @@ def _run_transactional(settings: Settings, parser, route: str, announce: Callabl
         worker.run()
     except KafkaException as err:
         raise WorkerError(f"Kafka: {err.args[0].str()}") from None
-    announce(f"worker: stopped after {worker.processed} messages in {worker.committed_batches} transactions")
+    counts = ", ".join(f"{role} {worker.published[role]}" for role in ("parsed", "review", "nontrade", "deadletter"))
+    announce(f"worker: stopped after {worker.processed} messages in {worker.committed_batches} transactions ({counts})")
 
 
 def supervise_worker(settings: Settings) -> tuple[int, bool]:

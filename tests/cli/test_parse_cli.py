@@ -68,3 +68,20 @@ def test_corrupt_model_is_named(tmp_path):
     assert proc.returncode != 0
     err = proc.stderr.decode().strip()
     assert str(bad) in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_a_bad_limits_file_is_one_line_and_exit_1(tmp_path):
+    bad = tmp_path / "limits.toml"
+    bad.write_text("[asset_class.fx_spot]\nmax_quantity = -1\n")
+    proc = run("parse", "--limits", str(bad), "buy 10m eurusd")
+    assert proc.returncode == 1
+    err = proc.stderr.decode().strip()
+    assert err.count("\n") == 0 and "limits.toml, line 2" in err
+
+
+def test_an_order_over_the_default_limit_goes_to_review():
+    proc = run("parse", "buy 5 yards eurusd spot")
+    assert proc.returncode == 0, proc.stderr
+    result = _result(proc.stdout.splitlines()[0])
+    assert result.kind == "low_confidence"
+    assert any(r.code == "limit_exceeded" and "max_quantity" in r.detail for r in result.reasons), result.reasons

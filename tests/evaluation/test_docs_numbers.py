@@ -106,3 +106,23 @@ def test_block_name_is_the_gold_file_stem():
     assert report.block_name(Path("datasets/splits/gold_test.jsonl")) == "gold_test"
     with pytest.raises(report.DocsError):
         report.block_name(Path("data/ bad name.jsonl"))
+
+
+BENCH_ROWS = {"throughput_msg_s": 5.0, "ratio_to_prefill": 0.5, "prefill_tokens_per_s (256 in one batch)": 1000,
+              "latency_ms_p50": 1300.0, "latency_ms_p95": 1400.0, "peak_rss_mb": 344.0}
+
+
+def test_a_bench_run_is_recorded_under_its_label_and_rendered_as_a_row(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "README.md").write_text("<!-- eval:throughput:start -->\n<!-- eval:throughput:end -->\n")
+    report.record_bench(BENCH_ROWS, ["streamer", "bench", "--batch", "8"], "a", root=tmp_path)
+    report.record_bench({**BENCH_ROWS, "throughput_msg_s": 2.0}, ["streamer", "bench", "--batch", "1"], "b", root=tmp_path)
+    source = report.record_bench({**BENCH_ROWS, "throughput_msg_s": 6.0}, ["streamer", "bench"], "a", root=tmp_path)
+    payload = orjson.loads(source.read_bytes())
+    assert [(r["label"], r["rows"]["throughput_msg_s"]) for r in payload["runs"]] == [("a", 6.0), ("b", 2.0)]
+    assert source.with_suffix(".png").is_file()
+    block = report.render_block(payload, "throughput")
+    assert "| 1. a | 6.00 | 0.50 of 1000 tok/s | 1.30 s / 1.40 s |" in block
+    assert "2. `streamer bench --batch 1`" in block
+    rendered = report.render_documents(tmp_path)[tmp_path / "README.md"]
+    assert block in rendered

@@ -69,9 +69,9 @@ def test_model_tag_is_a_valid_topic_suffix(model, adapter, prompt, tag):
 
 
 def test_tagged_topics_follow_the_settings():
-    settings = Settings(parsed_topic="p", review_topic="r", deadletter_topic="d")
+    settings = Settings(parsed_topic="p", review_topic="r", deadletter_topic="d", nontrade_topic="n")
     topics = tagged_topics(settings, "v2", "chat.raw")
-    assert (topics.input, topics.outputs()) == ("chat.raw", ["p.v2", "r.v2", "d.v2"])
+    assert (topics.input, topics.outputs()) == ("chat.raw", ["p.v2", "r.v2", "d.v2", "n.v2"])
 
 
 BEGINNING = -2  # confluent_kafka.OFFSET_BEGINNING
@@ -205,7 +205,7 @@ def test_reprocess_time_range_one_output_per_input_and_live_offsets_untouched(br
     assert result.exit_code == 0, result.output
 
     outputs = {name: _read_all(settings, f"{name}.{run}")
-               for name in ("trades.parsed", "trades.review", "chat.deadletter")}
+               for name in ("trades.parsed", "trades.review", "chat.deadletter", "chat.nontrade")}
     everything = [o for records in outputs.values() for o in records]
     assert sorted(o["source"]["offset"] for o in everything) == [1, 2, 3]       # one output per input in range
     dead = outputs["chat.deadletter"]

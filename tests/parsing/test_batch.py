@@ -70,3 +70,33 @@ class _Decoder:
 def test_groups_respect_the_message_and_cell_limits(lengths, max_messages, capacity, groups):
     decoder = _Decoder(prefix=19, max_messages=max_messages, max_tokens=160, capacity=capacity)
     assert decoder.groups([[1] * n for n in lengths]) == groups
+
+
+class _WrongDraft:
+    """A template that always guesses something the grammar or the model refuses."""
+
+    def __init__(self, checked: bool):
+        self.checked = checked
+
+    def guess(self, output: str):
+        from streamer.parsing.draft import Guess
+
+        text = '}{"bogus'
+        return Guess(text, len(text) if self.checked else 0)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("checked", [True, False], ids=["guessed", "forced"])
+def test_a_wrong_draft_never_changes_the_output(default_parser, monkeypatch, checked):
+    """A guess the model does not pick is dropped; a 'forced' token the grammar refuses sends the model back a step."""
+    decoder = default_parser._decoder
+    body = default_parser.tokens.message_ids("buy 10m cable 1w @ 1.2710") + default_parser.tokens.suffix
+    monkeypatch.setattr(decoder, "max_draft", 0)
+    [plain] = decoder.generate([body])
+    monkeypatch.setattr(decoder, "max_draft", 16)
+    monkeypatch.setattr(decoder, "_draft", _WrongDraft(checked))
+    rejected = decoder.rejected_draft_tokens
+    [drafted] = decoder.generate([body])
+    assert drafted.output == plain.output
+    assert decoder.rejected_draft_tokens > rejected
+    assert [round(p, 3) for p in drafted.logprobs] == pytest.approx([round(p, 3) for p in plain.logprobs], abs=0.02)

@@ -31,6 +31,7 @@ def fresh_stream_settings(base_settings: Settings, broker, tmp_path: Path) -> Se
         "parsed_topic": f"t{run}.trades.parsed",
         "review_topic": f"t{run}.trades.review",
         "deadletter_topic": f"t{run}.chat.deadletter",
+        "nontrade_topic": f"t{run}.chat.nontrade",
         "topic_partitions": 2,
         "group_id": f"t{run}",
         "session_timeout_s": 6.0,
@@ -123,7 +124,7 @@ def read_all(settings: Settings, topics: list[str], idle_s: float = 1.0) -> list
 
 
 def output_topics(settings: Settings) -> list[str]:
-    return [settings.parsed_topic, settings.review_topic, settings.deadletter_topic]
+    return [settings.parsed_topic, settings.review_topic, settings.deadletter_topic, settings.nontrade_topic]
 
 
 def outputs_by_source(settings: Settings) -> dict[tuple[int, int], list[Record]]:

@@ -58,18 +58,26 @@ def test_message_key_is_channel_then_sender_then_message_id(fields, key):
     assert message_key(ChatMessage(text="buy 10m cable", **fields)) == key
 
 
-def test_route_sends_each_kind_to_its_topic():
-    topics = Topics("I", "P", "R", "D")
-    trade = Trade(intent="order", confidence=0.9)
-    review = LowConfidence(message_id="m", message=ChatMessage(text="x"), confidence=0.1, reasons=[])
-    letter = DeadLetter.from_bytes(b"\xff", "not_utf8", "invalid start byte at byte 0")
-    assert [topics.route(result) for result in (trade, review, letter)] == ["P", "R", "D"]
+NONE = Trade(intent="none", confidence=0.95)
+
+
+@pytest.mark.parametrize("result, topic", [
+    (Trade(intent="order", confidence=0.9), "P"),
+    (Trade(intent="rfq", confidence=0.9), "P"),
+    (Trade(intent="cancel", confidence=0.9), "P"),
+    (NONE, "N"),                                            # chatter: not on the booking topic
+    (LowConfidence(message_id="m", message=ChatMessage(text="x"), confidence=0.1, reasons=[]), "R"),
+    (LowConfidence(message_id="m", message=ChatMessage(text="gm"), trade=NONE, confidence=0.1, reasons=[]), "R"),
+    (DeadLetter.from_bytes(b"\xff", "not_utf8", "invalid start byte at byte 0"), "D"),
+])
+def test_route_sends_each_kind_to_its_topic(result, topic):
+    assert Topics("I", "P", "R", "D", "N").route(result) == topic
 
 
 def test_topics_from_settings():
-    settings = Settings(input_topic="in", parsed_topic="p", review_topic="r", deadletter_topic="d")
+    settings = Settings(input_topic="in", parsed_topic="p", review_topic="r", deadletter_topic="d", nontrade_topic="n")
     topics = Topics.from_settings(settings)
-    assert (topics.all(), topics.outputs()) == (["in", "p", "r", "d"], ["p", "r", "d"])
+    assert (topics.all(), topics.outputs()) == (["in", "p", "r", "d", "n"], ["p", "r", "d", "n"])
 
 
 POSITION = SourcePosition(topic="chat.raw", partition=0, offset=5, timestamp=RECORD_TIME)

@@ -1,0 +1,74 @@
+"""Pre-trade limits: the shipped defaults, what goes over, and a bad file named with its line."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamer.parsing.limits import DEFAULT_LIMITS, LimitsError, load_limits
+
+FILE = """\
+[asset_class.fx_spot]
+max_quantity = 1_000_000_000
+
+[symbol.AAPL]
+max_quantity = 100_000
+max_notional = 20_000_000
+price_band = { reference = 190.0, max_deviation_pct = 15 }
+"""
+
+
+@pytest.fixture
+def limits(tmp_path):
+    path = tmp_path / "limits.toml"
+    path.write_text(FILE)
+    return load_limits(path)
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"asset_class": "fx_spot", "symbol": "EURUSD", "quantity": 1e9}, []),                  # at the limit: fine
+    ({"asset_class": "fx_spot", "symbol": "EURUSD", "quantity": 1.5e9},
+     [("quantity", "quantity 1,500,000,000 over max_quantity 1,000,000,000 of asset_class.fx_spot (limits.toml:1)")]),
+    ({"asset_class": "fx_forward", "quantity": 5e9}, []),                                   # no rule for it in this file
+    ({"asset_class": "equity", "symbol": "aapl", "quantity": 200_000, "price": 190.0}, [
+        ("quantity", "quantity 200,000 over max_quantity 100,000 of symbol.AAPL (limits.toml:4)"),
+        ("quantity", "notional 38,000,000 (quantity x price) over max_notional 20,000,000 of symbol.AAPL (limits.toml:4)"),
+    ]),
+    ({"asset_class": "equity", "symbol": "AAPL", "quantity": 10, "price": 250.0},
+     [("price", "price 250 is 31.6% from the reference 190, over max_deviation_pct 15 of symbol.AAPL (limits.toml:4)")]),
+    ({"asset_class": "equity", "symbol": "AAPL", "quantity": None, "price": None}, []),      # nothing to compare
+])
+def test_exceeded(limits, fields, expected):
+    assert limits.exceeded(fields) == expected
+
+
+def test_shipped_defaults_stop_any_fx_order_over_a_yard():
+    limits = load_limits("default")
+    assert limits.path == DEFAULT_LIMITS
+    for asset_class in ("fx_spot", "fx_forward", "fx_swap", "fx_option"):
+        assert limits.exceeded({"asset_class": asset_class, "quantity": 1_000_000_001})
+        assert not limits.exceeded({"asset_class": asset_class, "quantity": 1_000_000_000})
+
+
+@pytest.mark.parametrize("setting", ["none", "off", "NONE"])
+def test_none_means_no_limits(setting):
+    assert load_limits(setting) is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[asset_class.fx_spot]\nmax_quantity = \n", "limits.toml: Invalid value (at line 2, column 16)"),
+    ("[asset_class.fx_spot]\nmax_quantity = -5\n", "limits.toml, line 2: asset_class.fx_spot.max_quantity: Input should be greater than 0"),
+    ("# limits\n[asset_class.fx_spt]\nmax_quantity = 5\n", "limits.toml, line 2: asset_class.fx_spt: Input should be"),
+    ("[symbol.EURUSD]\nmax_qty = 5\n", "limits.toml, line 2: symbol.EURUSD.max_qty: Extra inputs are not permitted"),
+    ("[asset_class.fx_spot]\nmax_quantity = 'lots'\n", "limits.toml, line 2: asset_class.fx_spot.max_quantity: Input should be a valid number"),
+])
+def test_a_malformed_file_is_one_line_naming_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "limits.toml"
+    path.write_text(text)
+    with pytest.raises(LimitsError) as caught:
+        load_limits(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_missing_file_is_one_line(tmp_path):
+    with pytest.raises(LimitsError, match="No such file"):
+        load_limits(tmp_path / "nope.toml")
