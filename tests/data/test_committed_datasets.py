@@ -20,7 +20,8 @@ MANIFEST = DATASETS / "manifest.json"
 # (whole file, split fractions used to cut it) -> splits/<stem>_<name>.jsonl
 SPLIT_SOURCES = [("gold.jsonl", 0.15, 0.5), ("hand.jsonl", 0.17, 0.0)]
 TRAINING_FILES = ["synth_train.jsonl", "splits/gold_train.jsonl", "splits/hand_train.jsonl"]
-HELD_OUT = "splits/gold_test.jsonl"
+HELD_OUT = ["splits/gold_test.jsonl", "blind_v1.jsonl"]
+BLIND = "blind_v1.jsonl"  # written for issue 18, frozen before any tuning: its sha256 is in the manifest
 
 
 def _manifest() -> dict:
@@ -34,7 +35,7 @@ def test_manifest_matches_the_file(name):
     assert file_manifest(path)["sha256"] == listed["sha256"], f"{name} changed: rerun `streamer data manifest`"
 
 
-@pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "probe_counterparty.jsonl"])
+@pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "probe_counterparty.jsonl", BLIND])
 def test_annotated_records_are_valid(name):
     records = read_jsonl(DATASETS / name)
     ids = [r["id"] for r in records]
@@ -60,7 +61,7 @@ def test_splits_are_the_hash_split_of_the_whole_file(source, dev, test):
 
 @pytest.mark.parametrize("name", TRAINING_FILES)
 def test_training_files_do_not_contain_held_out_messages(name):
-    held_out = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / HELD_OUT)}
+    held_out = {normalise_text(r["text"]) for held in HELD_OUT for r in read_jsonl(DATASETS / held)}
     leaked = [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in held_out]
     assert leaked == []
 
@@ -86,15 +87,24 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
 
 
 def test_no_test_uses_a_held_out_message():
-    """A gold_test line written into a test tunes code to the held-out split; tests use other lines.
+    """A held-out line (gold_test, the blind set) written into a test tunes code to it; tests use other lines.
 
-    Compares every string literal under tests/ with the gold_test texts (lower-cased,
+    Compares every string literal under tests/ with the held-out texts (lower-cased,
     whitespace collapsed). One-word texts ("yours", "thx") are vocabulary, not messages,
     and are left out.
     """
-    held_out = {normalise_text(r["text"]): r["id"] for r in read_jsonl(DATASETS / HELD_OUT)}
+    held_out = {normalise_text(r["text"]): r["id"] for held in HELD_OUT for r in read_jsonl(DATASETS / held)}
     tests = Path(__file__).resolve().parents[1]
     used = [f"{path.relative_to(tests.parent)}:{line}: {text!r} is {held_out[normalise_text(text)]}"
             for path in sorted(tests.rglob("*.py")) for line, text in _string_literals(path)
             if " " in text.strip() and normalise_text(text) in held_out]
     assert used == [], "\n".join(used)
+
+
+def test_the_blind_set_is_new_to_every_other_file_and_frozen():
+    """blind_v1.jsonl is the headline test set: wording no other file has, unchanged since it was written."""
+    blind = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / BLIND)}
+    assert len(blind) >= 200
+    for name in ["gold.jsonl", "hand.jsonl", "synth_train.jsonl", "probe_counterparty.jsonl"]:
+        assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in blind] == [], name
+    assert f"datasets/{BLIND}" in _manifest()
