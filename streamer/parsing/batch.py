@@ -159,10 +159,7 @@ class BatchDecoder:
         native = self._native
         token = int(np.argmax(logits))
         self.checked_tokens += 1
-        self._one[0].id, self._one[0].logit, self._one[0].p = token, float(logits[token]), 0.0
-        self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
-        native.llama_sampler_apply(grammar, ctypes.byref(self._one_array))
-        if np.isfinite(self._one[0].logit):
+        if self._allowed(grammar, token):
             return token
         self.full_grammar_passes += 1
         self._all_view["logit"] = logits
