@@ -32,6 +32,8 @@ class KafkaBenchError(RuntimeError):
 
 
 def _bench_settings(settings: Settings, broker_url: str) -> Settings:
+    from streamer.streaming.broker import free_port
+
     run = f"bench{uuid.uuid4().hex[:8]}"
     return settings.model_copy(update={
         "broker_url": broker_url, "group_id": run,
@@ -39,14 +41,8 @@ def _bench_settings(settings: Settings, broker_url: str) -> Settings:
         "review_topic": f"{run}.trades.review", "deadletter_topic": f"{run}.chat.deadletter",
         "nontrade_topic": f"{run}.chat.nontrade",
         "session_timeout_s": 6.0, "rebalance_timeout_s": 6.0,  # the dev profile: a quick first join
-        "web_port": _free_port(),
+        "web_port": free_port(),
     })
-
-
-def _free_port() -> int:
-    from streamer.streaming.broker import free_port
-
-    return free_port()
 
 
 def run_kafka_benchmark(settings: Settings, messages: list[ChatMessage], embedded: bool, progress=None,

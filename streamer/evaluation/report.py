@@ -441,7 +441,7 @@ def render_bench_block(payload: dict, name: str, document: Path = Path("README.m
     lines += [f"{i}. `{command_line(r['command'], width=1000)}`" for i, r in enumerate(runs, 1)]
     machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cpus_usable']} CPUs usable)" for r in runs})
     dates = sorted({r["created_at"][:10] for r in runs})
-    lines += ["", f"Measured on {', '.join(machines)}, {' to '.join(dates[::max(1, len(dates) - 1)])}. "
+    lines += ["", f"Measured on {', '.join(machines)}, {dates[0]}{f' to {dates[-1]}' if len(dates) > 1 else ''}. "
               f"Every number: [{source.as_posix()}]({link(source)}); chart: [{chart.name}]({link(chart)})."]
     return "\n".join(lines)
 

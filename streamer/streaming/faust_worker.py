@@ -27,11 +27,10 @@ from pydantic import BaseModel
 
 from schemas import SourcePosition
 from streamer.settings import Settings
-from streamer.streaming.pipeline import Output, Topics, process_batch
+from streamer.streaming.pipeline import OUTPUT_ROLES, Output, Topics, process_batch
 
 CODEC = "pydantic-orjson"
 LOG_COUNTS_EVERY_S = 60.0
-ROLES = ("parsed", "review", "nontrade", "deadletter")
 
 
 class PydanticOrjsonCodec(codecs.Codec):
@@ -134,7 +133,7 @@ def register_agents(app: faust.App, topics: Topics[faust.TopicT], settings: Sett
     @app.timer(interval=LOG_COUNTS_EVERY_S)
     async def log_counts():
         if published:
-            app.log.info("published since start: %s", ", ".join(f"{role} {published[role]}" for role in ROLES))
+            app.log.info("published since start: %s", ", ".join(f"{role} {published[role]}" for role in OUTPUT_ROLES))
 
     @app.agent(topics.input, name="parse_chat", supervisor_strategy=CrashingSupervisor)
     async def parse_chat(stream):

@@ -42,6 +42,9 @@ Output = Trade | LowConfidence | DeadLetter
 T = TypeVar("T")
 
 
+OUTPUT_ROLES = ("parsed", "review", "deadletter", "nontrade")  # `Topics.role` values, in `outputs()` order
+
+
 @dataclass(frozen=True)
 class Topics(Generic[T]):
     """The pipeline's five topics, as names (`Topics.from_settings`) or as a client's topic objects."""
@@ -72,7 +75,7 @@ class Topics(Generic[T]):
         return {"trade": "parsed", "low_confidence": "review", "dead_letter": "deadletter"}[result.kind]
 
     def outputs(self) -> list[T]:
-        return [self.parsed, self.review, self.deadletter, self.nontrade]
+        return [getattr(self, role) for role in OUTPUT_ROLES]
 
     def all(self) -> list[T]:
         return [self.input, *self.outputs()]

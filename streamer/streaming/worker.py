@@ -100,7 +100,9 @@ def _run_transactional(settings: Settings, parser, route: str, announce: Callabl
         worker.run()
     except KafkaException as err:
         raise WorkerError(f"Kafka: {err.args[0].str()}") from None
-    counts = ", ".join(f"{role} {worker.published[role]}" for role in ("parsed", "review", "nontrade", "deadletter"))
+    from streamer.streaming.pipeline import OUTPUT_ROLES
+
+    counts = ", ".join(f"{role} {worker.published[role]}" for role in OUTPUT_ROLES)
     announce(f"worker: stopped after {worker.processed} messages in {worker.committed_batches} transactions ({counts})")
 
 
