@@ -32,6 +32,10 @@ ADAPTER_ID_DEFAULT = "smollm2-135m-trades"
 @click.option("--dev-limit", type=click.IntRange(min=0), default=64, show_default=True,
               help="Dev records used for the loss (0 = all).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--case-variants", "case_fraction", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              metavar="FRACTION",
+              help="Also train on an UPPER or Title Case copy of this fraction of the training records, picked by "
+                   "--seed (0 = off); a copy whose casing changes nothing or whose target cannot be built is skipped.")
 @click.option("--time-limit", "time_limit_min", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop training after this many minutes (the best adapter so far is kept).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -49,7 +53,7 @@ ADAPTER_ID_DEFAULT = "smollm2-135m-trades"
 @click.option("--n-threads", type=int, default=None, help="CPU threads for llama.cpp in the parity check.")
 def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | None, out_dir: Path, init_adapter: Path | None,
              steps: int, batch_size: int,
-             lr: float, rank: int, alpha: float | None, eval_every: int, dev_limit: int, seed: int,
+             lr: float, rank: int, alpha: float | None, eval_every: int, dev_limit: int, seed: int, case_fraction: float,
              time_limit_min: float | None, device: str, precision: str, torch_threads: int | None, adapter_id: str, parity_messages: int,
              merge_to: Path | None, merge_quant: str, n_threads: int | None) -> None:
     """Train a LoRA adapter on annotated records and export it as a llama.cpp GGUF adapter in OUT."""
@@ -103,13 +107,21 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
     tokens = tr.ParserTokens(base)
     train_examples, train_skipped = tr.encode_records(train_records, tokens, config.max_seq_tokens)
     dev_examples, dev_skipped = tr.encode_records(dev_records, tokens, config.max_seq_tokens)
+    variant_pairs, variant_skipped = tr.case_variants(train_records, case_fraction, seed)
+    variant_examples, too_long = tr.encode_pairs(variant_pairs, tokens, config.max_seq_tokens)
+    variant_skipped += too_long
     for name, skipped, total in (("train", train_skipped, len(train_records)), ("dev", dev_skipped, len(dev_records))):
         if skipped:
             reasons = ", ".join(f"{k} {v}" for k, v in skipped.most_common())
             console.print(f"[yellow]{name}: {sum(skipped.values())} of {total} records have no usable target[/yellow] ({reasons})",
                           highlight=False)
+    if case_fraction:
+        reasons = ", ".join(f"{k} {v}" for k, v in variant_skipped.most_common()) or "none"
+        console.print(f"case variants of {case_fraction:g} of {len(train_records)} train records: added "
+                      f"{len(variant_examples)}, skipped {variant_skipped.total()} ({reasons})", highlight=False)
     if not train_examples:
         raise click.ClickException("no training record has a usable target (see the counts above)")
+    train_examples += variant_examples
 
     started = time.perf_counter()
     threads = tr.set_torch_threads(torch_threads)
@@ -148,7 +160,10 @@ def finetune(train_paths: tuple[Path, ...], dev_path: Path, base_path: Path | No
         "training": {
             "init_adapter": {"path": str(init_adapter), "sha256": sha256_file(init_adapter)} if init_adapter else None,
             "train_files": [str(p) for p in train_paths], "dev_file": str(dev_path), "train_examples": result.train_examples,
-            "dev_examples_for_loss": result.dev_examples, "skipped": result.skipped, "steps": result.steps_done,
+            "dev_examples_for_loss": result.dev_examples, "skipped": result.skipped,
+            "case_variants": {"fraction": case_fraction, "added": len(variant_examples),
+                              "skipped": dict(variant_skipped.most_common())},
+            "steps": result.steps_done,
             "best_step": result.best_step, "best_dev_loss": round(result.best_dev_loss, 5),
             "batch_size": config.batch_size, "lr": config.lr, "seed": config.seed, "device": result.device,
             "precision": result.precision, "torch_threads": threads,

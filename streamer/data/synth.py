@@ -1047,7 +1047,11 @@ def _noise(rng: random.Random, pieces: list[tuple[str, str | None]], template: T
         pieces.append((suffix, None))
 
 
-def _cased(text: str, casing: str) -> str:
+def cased(text: str, casing: str) -> str:
+    """`text` in lower, UPPER or Title Case (else as is); unchanged where casing would change its length.
+
+    Shared by the generator and fine-tuning's case variants, so both write casing the same way.
+    """
     if casing == "lower":
         cased = text.lower()
     elif casing == "upper":
@@ -1067,7 +1071,7 @@ def _assemble(pieces: list[tuple[str, str | None]], casing: str) -> tuple[str, d
         if field is not None:
             offsets[field] = (position, position + len(text))
         position += len(text)
-    text = _cased("".join(pieces_text for pieces_text, _ in pieces), casing)
+    text = cased("".join(pieces_text for pieces_text, _ in pieces), casing)
     spans: dict[str, str | None] = {name: None for name in SPAN_FIELDS}
     for field, (start, end) in offsets.items():
         spans[field] = text[start:end]

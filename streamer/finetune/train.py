@@ -19,13 +19,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
+from streamer.data.synth import cased
 from streamer.finetune.targets import build_targets
+from streamer.parsing.grammar import Extraction
 from streamer.parsing.prompt import PROMPTS, PromptTokens
 
 PROMPT_VERSION = "tuned-v1"
 END_OF_TURN = "<|im_end|>"
 IGNORE = -100  # label id that carries no loss (the prompt)
+VARIANT_CASINGS = ("upper", "title")
 
 
 @dataclass
@@ -114,7 +116,14 @@ class ParserTokens:
 def encode_records(records: list[dict], tokens: ParserTokens, max_seq_tokens: int) -> tuple[list, Counter]:
     """Training examples for annotated records, plus counted reasons for each record left out."""
     pairs, skipped = build_targets(records)
-    examples = []
+    examples, too_long = encode_pairs(pairs, tokens, max_seq_tokens)
+    return examples, skipped + too_long
+
+
+def encode_pairs(pairs: list[tuple[dict, Extraction]], tokens: ParserTokens,
+                 max_seq_tokens: int) -> tuple[list, Counter]:
+    """Training examples for (record, target) pairs; those over `max_seq_tokens` are counted as too_long."""
+    examples, skipped = [], Counter()
     for record, target in pairs:
         ids, labels = tokens.example(record["text"], target.to_json_text())
         if len(ids) > max_seq_tokens:
@@ -122,6 +131,58 @@ def encode_records(records: list[dict], tokens: ParserTokens, max_seq_tokens: in
             continue
         examples.append((ids, labels))
     return examples, skipped
+
+
+def case_variants(records: list[dict], fraction: float, seed: int) -> tuple[list[tuple[dict, Extraction]], Counter]:
+    """(record, target) for an UPPER or Title Case copy of a seeded `fraction` of `records`, and the counted skips.
+
+    Capitalised terse lines ("SELL USDJPY 2W") lose fields that the model reads in lower case. A copy keeps
+    `expected`, and its target comes from the cased text through `build_targets`, as every record's does, so
+    copied spans carry the new casing. Each copy takes a seeded casing, the other one where that leaves the text
+    as it was; skipped, by reason: "unchanged" (no casing changes the text) and any reason `build_targets` gives
+    (a counterparty is kept as written, so a cased name no longer matches `expected`: "mismatch:counterparty").
+    """
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"case-variant fraction {fraction} is not between 0 and 1")
+    rng = random.Random(seed)
+    picked = sorted(rng.sample(range(len(records)), round(fraction * len(records))))
+    variants, skipped = [], Counter()
+    for index in picked:
+        first = rng.choice(VARIANT_CASINGS)
+        for casing in (first, *(c for c in VARIANT_CASINGS if c != first)):
+            variant = cased_record(records[index], casing)
+            if variant is not None:
+                variants.append(variant)
+                break
+        else:
+            skipped["unchanged"] += 1
+    pairs, failures = build_targets(variants)
+    return pairs, skipped + failures
+
+
+def cased_record(record: dict, casing: str) -> dict | None:
+    """`record` with its text cased, or None when the casing leaves the text as it was.
+
+    Spans the record carries (synthetic ones) are cut from the cased text at their old offsets rather than cased
+    on their own: Title Case depends on the character before a span ("(cable)" stays lower). A span not found in
+    the text is dropped with the rest, so `build_targets` grounds them all in the cased text.
+    """
+    text = record.get("text") or ""
+    new_text = cased(text, casing)
+    if new_text == text:
+        return None
+    variant = {**record, "text": new_text}
+    if "id" in record:
+        variant["id"] = f"{record['id']}#{casing}"
+    spans = record.get("spans")
+    if isinstance(spans, dict):
+        starts = {name: text.find(span) for name, span in spans.items() if span}
+        if any(start < 0 for start in starts.values()):
+            del variant["spans"]
+        else:
+            variant["spans"] = {name: new_text[starts[name]: starts[name] + len(span)] if span else span
+                                for name, span in spans.items()}
+    return variant
 
 
 def pick_device(choice: str) -> str:

@@ -59,7 +59,8 @@ CURRENCY_WORDS = {
 }
 
 CRYPTO_NAMES = {
-    "bitcoin": "BTC", "btc": "BTC", "xbt": "BTC", "ether": "ETH", "ethereum": "ETH", "eth": "ETH",
+    "bitcoin": "BTC", "bitcoins": "BTC", "btc": "BTC", "xbt": "BTC", "ether": "ETH", "ethers": "ETH", "ethereum": "ETH",
+    "eth": "ETH",
     "solana": "SOL", "sol": "SOL", "xrp": "XRP", "ripple": "XRP", "ada": "ADA", "cardano": "ADA",
     "doge": "DOGE", "dogecoin": "DOGE", "ltc": "LTC", "litecoin": "LTC", "dot": "DOT", "avax": "AVAX",
     "link": "LINK", "matic": "MATIC", "bnb": "BNB", "usdt": "USDT", "tether": "USDT", "usdc": "USDC",
@@ -86,6 +87,18 @@ def _plain(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
+# Words around or between the two currencies: "eur vs chf", and a pair written as its two legs ("Buy EUR Sell JPY").
+_PAIR_JOINERS = re.compile(r"\b(vs|v|versus|against|contre|gegen|contra|buy|sell)\b")
+# An amount written between the two currencies ("eur 10m vs chf") belongs to the quantity, not the pair.
+_AMOUNT_IN_PAIR = re.compile(r"^([a-z]{3}) \$?\d[\d,.]*\s*(?:[a-z]+ )?(?=(?:vs|v|versus|against) [a-z]{3}$)")
+
+
+def _pair_letters(key: str) -> str:
+    """'eur 10m vs chf' -> 'EURCHF', 'eur sell jpy' -> 'EURJPY': the letters of the currencies, in the written order."""
+    key = _PAIR_JOINERS.sub("", _AMOUNT_IN_PAIR.sub(r"\1 ", key))
+    return re.sub(r"[^a-z]", "", key).upper()
+
+
 def normalize_fx_pair(span: str) -> str:
     """'cable' -> GBPUSD, 'eur/usd' -> EURUSD, 'usdeur' -> EURUSD, 'cabel' -> GBPUSD (one typo)."""
     key = _plain(_squash(span).strip(".,!?:;"))
@@ -95,8 +108,7 @@ def normalize_fx_pair(span: str) -> str:
         close = difflib.get_close_matches(key, [k for k in FX_SLANG if len(k) >= 5], n=1, cutoff=0.8)
         if close:
             return FX_SLANG[close[0]]
-    letters = re.sub(r"\b(vs|v|versus|against|contre|gegen|contra)\b", "", key)
-    letters = re.sub(r"[^a-z]", "", letters).upper()
+    letters = _pair_letters(key)
     if len(letters) == 6 and letters[:3] in ISO_CURRENCIES and letters[3:] in ISO_CURRENCIES and letters[:3] != letters[3:]:
         return market_order(letters[:3], letters[3:])
     if len(letters) == 3 and letters in ISO_CURRENCIES and letters != "USD":
@@ -127,8 +139,8 @@ def split_pair_tenor(span: str) -> tuple[str, str | None]:
 
 
 def written_reversed(span: str, pair: str) -> bool:
-    """True when the message wrote the pair against market order ('jpyusd' for USDJPY)."""
-    letters = re.sub(r"[^a-z]", "", _squash(span)).upper()
+    """True when the message wrote the pair against market order ('jpyusd', 'buy jpy sell usd' for USDJPY)."""
+    letters = _pair_letters(_plain(_squash(span)))
     return len(letters) == 6 and letters == pair[3:] + pair[:3] and letters != pair
 
 
@@ -179,6 +191,7 @@ tradition gfi eurex cme ice screen voice
 # Capitalised words next to a name that are not part of it ("Show MS a bid", "Hey Kenji", "Client: Barclays Ty").
 _NOT_NAME_WORDS = _CLIENT_WORDS | frozenset("""
 ask show tell pls please hey hi hello morning thanks thx ta ok cc for with from to via on at and or but buy sell
+vs versus against
 bid offer mine yours cancel cxl can could need needs wants want done re fyi ty tks tx cheers thank
 """.split())
 _NAME_WORD = re.compile(r"[A-Z][a-z]+")
@@ -225,7 +238,7 @@ def normalize_counterparty(span: str) -> str | None:
     return name
 
 
-_ELISION = re.compile(r"^[ld]['’](?=[a-z])", re.IGNORECASE)  # French "l'estr", "d'eurgbp"
+_ELISION = re.compile(r"^[ld]['’](?=[a-z€])", re.IGNORECASE)  # French "l'estr", "l'€STR", "d'eurgbp"
 
 
 def normalize_symbol(span: str, asset_class: str | None) -> str:
@@ -236,6 +249,7 @@ def normalize_symbol(span: str, asset_class: str | None) -> str:
     if asset_class == "crypto":
         return normalize_crypto(span)
     cleaned = re.sub(r"\s+", " ", span.strip().strip(".,!?:;")).upper()
+    cleaned = re.sub(r"€STR\b", "ESTR", cleaned)  # the euro short-term rate, as the ECB writes it
     if asset_class == "equity":
         cleaned = cleaned.lstrip("$")
     if not cleaned:
@@ -303,7 +317,10 @@ def parse_number(text: str) -> Decimal:
 
 
 _CURRENCY_MARK = r"(?:\$|€|£|¥|(?<![a-z])(?:usd|eur|gbp|jpy|chf|aud|cad|nzd)(?![a-z]))"
-_AMOUNT = re.compile(r"^(?P<num>\d[\d,.'_]*(?: \d{3})*)\s*(?P<unit>[a-zñó.]+(?: [a-zñó.]+)?)?$")
+_AMOUNT = re.compile(r"^(?P<num>\.?\d[\d,.'_]*(?: \d{3})*)\s*(?P<unit>[a-zñó.]+(?: [a-zñó.]+)?)?$")  # ".5 btc" too
+# Simple fractions as amounts ("1/2 btc"). Right after a number they are a price handle ("101 1/2") or a mixed number,
+# and other slashed numbers are dates ("20/03", "05/34"): neither is read as an amount.
+_FRACTIONS = {"1/2": "0.5", "1/4": "0.25", "3/4": "0.75"}
 
 
 _WHOLE_UNITS = frozenset({"equity", "future"})  # counted in whole shares / contracts
@@ -322,11 +339,15 @@ def split_amount_currency(span: str) -> tuple[str, str | None]:
 def normalize_quantity(span: str, asset_class: str | None) -> float:
     """Units: '10m' -> 1e7, '1 yard' -> 1e9, '500k' -> 5e5; FX bare '25' -> 2.5e7."""
     s, _ = split_amount_currency(span)
-    s = s.strip(".,!?:;@ ")
+    s = s.rstrip(".,!?:;@ ").lstrip(",!?:;@ ")
+    s = s if re.match(r"\.\d", s) else s.lstrip(".")  # ".5 btc": a leading decimal point is part of the number
     for word, value in sorted(_WORD_NUMBERS.items(), key=lambda kv: -len(kv[0])):
         if s.startswith(word + " "):
             s = f"{value} {s[len(word) + 1:]}"
             break
+    head, _, tail = s.partition(" ")
+    if head in _FRACTIONS:
+        s = f"{_FRACTIONS[head]} {tail}".strip()
     m = _AMOUNT.match(s)
     if not m:
         raise NormalizationError("unparseable_value", f"not an amount: {span!r}")
@@ -530,8 +551,7 @@ def implied_asset_class(symbol_span: str) -> str | None:
     Only unambiguous names count: FX slang and six-letter ISO pairs, crypto names.
     """
     key = _plain(_squash(symbol_span).strip(".,!?:;"))
-    letters = re.sub(r"\b(vs|v|versus|against)\b", "", key)
-    letters = re.sub(r"[^a-z]", "", letters).upper()
+    letters = _pair_letters(key)
     if key in FX_SLANG or (len(letters) == 6 and letters[:3] in ISO_CURRENCIES and letters[3:] in ISO_CURRENCIES
                            and letters[:3] != letters[3:]):
         return "fx"
@@ -539,6 +559,12 @@ def implied_asset_class(symbol_span: str) -> str | None:
     if words and words[0] in CRYPTO_NAMES and words[0] not in ("usdt", "usdc"):
         return "crypto"
     return None
+
+
+def after_a_number(span: str, text: str) -> bool:
+    """True for a fraction span written right after a number ("101 1/2", "99 3/4"): a bond price's handle, no amount."""
+    head = _squash(span).partition(" ")[0]
+    return head in _FRACTIONS and re.search(r"\d\s+" + re.escape(head) + r"(?![\d/])", text) is not None
 
 
 def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
@@ -588,7 +614,10 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     if asset_class in FX_CLASSES and out["symbol"] and written_reversed(raw["symbol"], out["symbol"]):
         # selling JPY against USD is buying USDJPY: the side follows the market-order pair
         out["side"] = OPPOSITE_SIDE.get(out["side"], out["side"])
-    out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
+    if raw.get("quantity") and after_a_number(raw["quantity"], text):
+        reasons.append(("unparseable_value", "quantity", f"{raw['quantity']!r} follows a number: a price handle"))
+    else:
+        out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
     out["price"] = attempt("price", normalize_price)
     out["tenor"] = attempt("tenor", normalize_tenor, reference)
     if asset_class in ("fx_spot", "fx_forward"):  # spot or forward is a matter of the value date

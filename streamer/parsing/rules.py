@@ -48,7 +48,7 @@ _QUOTE_SELL = re.compile(r"\b(can|could|will|we|i) offer\b|^offer\w*\b|\boffered
 _QUOTE_BUY = re.compile(r"\b(we'?re|i'?m|we are|i am)\b.*\bbid\b|^bid\b|\b(can|could) (bid|pay)\b")
 
 _OPTION = re.compile(r"\b(calls?|puts?|straddles?|strangles?|rr|risk reversal|\d+d|atm|vol|strike)\b")
-_RATES = re.compile(r"\b(sofr|estr|€str|sonia|saron|tonar|irs)\b")
+_RATES = re.compile(r"(?<!\w)(sofr|estr|€str|sonia|saron|tonar?|euribor|irs)\b")  # no word boundary before "€"
 _BOND = re.compile(r"\b(ust|t-?notes?|treasur(?:y|ies)|bunds?|bobl|schatz|gilts?|oat|btp|bono|jgb)\b"
                    r"((?: \d{1,2}y| \d{4}| \d+(?:\.\d+)? \d\d/\d\d)?)")
 _FUTURE_ROOTS = r"es|nq|ym|rty|cl|gc|si|ng|zn|zb|zf|zt|ty|tu|fv|us|rx|fgbl|fgbm|fgbs|fdax|fesx|fgbx|z|ho|rb"
@@ -66,7 +66,10 @@ _KNOWN_TICKERS = frozenset(
     "hood shop sq pypl snow arm smci lly baba nio".split())
 _TICKER_WORD = re.compile(r"(?<![\w.$])(?:\d[\d,.]*[km]?(?: (?:shares|shs))?(?: of)?|\$\d[\d,.]*[km]{1,2} of) ([a-z]{1,5})\b"
                           r"|\b(?:in|on) ([a-z]{1,5})\b")
-_FX_PAIR = re.compile(r"\b(?=(([a-z]{3}) ?(?:/|vs|against)? ?([a-z]{3}))\b)")  # lookahead: overlapping tries
+# Lookahead: overlapping tries. Also a pair as two legs ("buy eur sell jpy") or around an amount ("eur 10m vs chf").
+_FX_PAIR = re.compile(r"\b(?=(([a-z]{3}) ?(?:/|vs|against|buy|sell|\d[\d,.]* ?(?:k|m|mm|mio|bn)? (?:vs|against))? ?"
+                      r"([a-z]{3}))\b)")
+_LEG_SIDE = re.compile(r"\b(buy|sell) ([a-z]{3}) (?:buy|sell) ([a-z]{3})\b")  # "sell gbp buy usd": the first leg's side
 _FX_SLANG = re.compile(r"\b(" + "|".join(map(re.escape, sorted(FX_SLANG, key=len, reverse=True))) + r")\b")
 _CRYPTO = re.compile(r"\b((?:" + "|".join(n for n in CRYPTO_NAMES if n not in ("link", "dot")) + r")(?:/(?:usdt|usdc|usd|eur))?)\b")
 _TICKER_AFTER_AMOUNT = re.compile(r"(?<![\w.])\d[\d,.]*[km]? ([A-Z]{2,5})\b")
@@ -86,7 +89,9 @@ _STRIKE_CONTEXT = re.compile(r"\b(calls?|puts?|straddles?|strangles?|strikes?)\b
 _STRIKE = re.compile(r"\d+[.,]\d{2,}")  # "1.28 cable calls": a decimal strike, not an amount
 _DELTA = re.compile(r"\b\d{1,2} ?(?:d|delta)(?= (?:rr|fly|bf|risk|calls?|puts?)\b)")  # "25d rr" is a delta, not 25 days
 _DATE = re.compile(r"\b(\d{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*)\b")
-_AMOUNT = re.compile(r"(?<![\w.,])(([$€£]?\d+(?:[.,']\d+)*(?: ?(?:k|mm|mio|mn|m|bn|b|yards?|yds?|mrd|million\w*|millones|bucks))?"
+# ".5 btc" and "1/2 btc" too; a fraction right after a number is a price handle ("101 1/2"), not an amount.
+_AMOUNT = re.compile(r"(?<![\w.,])(([$€£]?(?:\d+(?:[.,']\d+)*|\.\d{1,2}|(?<!\d )[13]/[24])"
+                     r"(?: ?(?:k|mm|mio|mn|m|bn|b|yards?|yds?|mrd|million\w*|millones|bucks))?"
                      r"(?: (?:shares|shs|lots|contracts|bbls?|oz|coins|acciones|aktien))?)(?: ?(?:usd|eur|gbp|jpy|chf))?)(?![\w/])")
 # A number followed by these is a tenor, a delta, a vol or "2 way", not an amount.
 # "1m 1.28 cable calls", "1m 150 strike", "1m 25d rr": the number before an option's strike or delta is its tenor.
@@ -94,7 +99,7 @@ _NOT_AMOUNT_AFTER = re.compile(r"^ ?(-?ways?|d\b|delta|strike|vol|y\b|bid|offer|
                                r"|\d+(?:[.,]\d+)? (?:[a-z]+ )?(?:calls?|puts?|strike)\b|\d+ ?(?:d|delta) (?:rr|fly|bf|risk|calls?|puts?)\b)")
 _ORDER_TYPES = [("market", re.compile(r"\b(mkt|market|at best|bestens|au march[ée]|a mercado)\b")),
                 ("limit", re.compile(r"\b(lmt|limit|at or better|limite)\b")), ("stop", re.compile(r"\b(stop|stp)\b"))]
-_COUNTERPARTY = re.compile(r"\b(?:for|w/|with|from|con|avec|mit)\s+([A-Z][A-Za-z&]+)")
+_COUNTERPARTY = re.compile(r"\b(?i:for|w/|with|from|con|avec|mit|vs|versus|against)\s+([A-Z][A-Za-z&]+)")
 
 
 class RuleBasedParser:
@@ -217,7 +222,8 @@ def _instrument(low: str, flat: str, take) -> tuple[str | None, str | None]:
         return None, take(m)
     for m in _FX_PAIR.finditer(low):
         if m.group(2).upper() in ISO_CURRENCIES and m.group(3).upper() in ISO_CURRENCIES and m.group(2) != m.group(3):
-            return None, take(m)
+            take(m, 2), take(m, 3)  # the currencies only: an amount written between them is still the quantity
+            return None, m.group(1)
     if m := _CRYPTO.search(low):
         return "crypto", take(m)
     if m := _EQUITY.search(flat):
@@ -234,6 +240,9 @@ def _instrument(low: str, flat: str, take) -> tuple[str | None, str | None]:
 
 def _intent_and_side(low: str, has_quote: bool, has_price: bool) -> tuple[str, str | None]:
     side = "buy" if _BUY.search(low) else "sell" if _SELL.search(low) else None
+    legs = _LEG_SIDE.search(low)
+    if legs and legs.group(2).upper() in ISO_CURRENCIES and legs.group(3).upper() in ISO_CURRENCIES:
+        side = legs.group(1)
     if _CANCEL.search(low):
         if side is None:  # 'pull my aussie bid': the order withdrawn was a buy
             side = "buy" if _CANCELLED_BID.search(low) else "sell" if _CANCELLED_OFFER.search(low) else None

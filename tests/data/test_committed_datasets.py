@@ -18,8 +18,10 @@ DATASETS = Path(__file__).resolve().parents[2] / "datasets"
 MANIFEST = DATASETS / "manifest.json"
 
 # (whole file, split fractions used to cut it) -> splits/<stem>_<name>.jsonl
-SPLIT_SOURCES = [("gold.jsonl", 0.15, 0.5), ("hand.jsonl", 0.17, 0.0), ("hand_classes.jsonl", 0.17, 0.0)]
-TRAINING_FILES = ["synth_train.jsonl", "splits/gold_train.jsonl", "splits/hand_train.jsonl", "splits/hand_classes_train.jsonl"]
+SPLIT_SOURCES = [("gold.jsonl", 0.15, 0.5), ("hand.jsonl", 0.17, 0.0), ("hand_classes.jsonl", 0.17, 0.0),
+                 ("hand_round2.jsonl", 0.17, 0.0)]
+TRAINING_FILES = ["synth_train.jsonl", "splits/gold_train.jsonl", "splits/hand_train.jsonl", "splits/hand_classes_train.jsonl",
+                  "splits/hand_round2_train.jsonl"]
 HELD_OUT = ["splits/gold_test.jsonl", "blind_v1.jsonl"]
 BLIND = "blind_v1.jsonl"  # written for issue 18, frozen before any tuning: its sha256 is in the manifest
 
@@ -35,7 +37,8 @@ def test_manifest_matches_the_file(name):
     assert file_manifest(path)["sha256"] == listed["sha256"], f"{name} changed: rerun `streamer data manifest`"
 
 
-@pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "probe_counterparty.jsonl", BLIND])
+@pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl",
+                                  "probe_counterparty.jsonl", BLIND])
 def test_annotated_records_are_valid(name):
     records = read_jsonl(DATASETS / name)
     ids = [r["id"] for r in records]
@@ -66,7 +69,7 @@ def test_training_files_do_not_contain_held_out_messages(name):
     assert leaked == []
 
 
-@pytest.mark.parametrize("name", ["hand.jsonl", "hand_classes.jsonl", "probe_counterparty.jsonl"])
+@pytest.mark.parametrize("name", ["hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "probe_counterparty.jsonl"])
 def test_every_hand_annotated_record_is_trainable(name):
     """Hand-written lines are (or will be) trained on: each annotation must reproduce through the normalizer."""
     records = read_jsonl(DATASETS / name)
@@ -77,7 +80,7 @@ def test_every_hand_annotated_record_is_trainable(name):
 def test_the_probe_is_new_to_every_other_file():
     """probe_counterparty.jsonl measures the shipped adapter on wording it has not seen."""
     probe = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / "probe_counterparty.jsonl")}
-    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "synth_train.jsonl"]:
+    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "synth_train.jsonl"]:
         assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in probe] == [], name
 
 
@@ -105,6 +108,7 @@ def test_the_blind_set_is_new_to_every_other_file_and_frozen():
     """blind_v1.jsonl is the headline test set: wording no other file has, unchanged since it was written."""
     blind = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / BLIND)}
     assert len(blind) >= 200
-    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "synth_train.jsonl", "probe_counterparty.jsonl"]:
+    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "synth_train.jsonl",
+                 "probe_counterparty.jsonl"]:
         assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in blind] == [], name
     assert f"datasets/{BLIND}" in _manifest()

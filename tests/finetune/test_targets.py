@@ -54,6 +54,27 @@ DERIVED = [
     (record("HSBC's order: buy 5 cable", intent="order", side="buy", asset_class="fx_spot", symbol="GBPUSD",
             quantity=5_000_000, currency="GBP", counterparty="HSBC"),
      {"counterparty": "HSBC's"}),  # the normalizer drops the possessive
+    (record("buy .5 btc", intent="order", side="buy", asset_class="crypto", symbol="BTCUSD", quantity=0.5),
+     {"quantity": ".5", "symbol": "btc"}),
+    (record("sell 1/2 btc at 88k", intent="order", side="sell", asset_class="crypto", symbol="BTCUSD", quantity=0.5,
+            price=88000), {"quantity": "1/2", "price": "88k"}),
+    (record("Sell 4 Bitcoins", intent="order", side="sell", asset_class="crypto", symbol="BTCUSD", quantity=4),
+     {"symbol": "Bitcoins", "quantity": "4"}),
+    (record("Rec 2Y €STR 40M", intent="order", side="sell", asset_class="rates_swap", symbol="ESTR",
+            quantity=40_000_000, tenor="2Y"), {"symbol": "€STR", "quantity": "40M"}),
+    (record("Pay 5Y Euribor Vs Natwest 50M", intent="order", side="buy", asset_class="rates_swap", symbol="EURIBOR",
+            quantity=50_000_000, tenor="5Y", counterparty="Natwest"),
+     {"symbol": "Euribor", "counterparty": "Natwest"}),  # "Vs" is no part of the name
+    (record("buy eur 10m vs chf", intent="order", side="buy", asset_class="fx_spot", symbol="EURCHF",
+            quantity=10_000_000, currency="EUR"), {"symbol": "eur 10m vs chf", "quantity": "10m"}),
+    (record("Buy EUR Sell JPY 5M", intent="order", side="buy", asset_class="fx_spot", symbol="EURJPY",
+            quantity=5_000_000, currency="EUR"), {"symbol": "EUR Sell JPY", "quantity": "5M"}),
+    # near misses: a coupon fraction stays in the bond's name, a day/month is a value date
+    (record("buy 5mm T 4 1/2 05/34 at 99-16", intent="order", side="buy", asset_class="bond", symbol="T 4 1/2 05/34",
+            quantity=5_000_000, price=99.5), {"quantity": "5mm", "price": "99-16"}),
+    ({**record("buy 10m eurusd value 20/03", intent="order", side="buy", asset_class="fx_forward", symbol="EURUSD",
+               quantity=10_000_000, currency="EUR", tenor="2026-03-20"), "timestamp": "2026-01-05T09:00:00+00:00"},
+     {"quantity": "10m", "tenor": "20/03"}),
 ]
 
 
@@ -98,11 +119,13 @@ def test_synthetic_spans_are_used_verbatim():
 @pytest.mark.parametrize("text, intent, pair, quantity, expected_side, written_side", [
     ("sell 7m jpyusd", "order", "USDJPY", 7_000_000, "buy", "sell"),   # selling JPY against USD is buying USDJPY
     ("buy 5 cadusd", "order", "USDCAD", 5_000_000, "sell", "buy"),
+    ("Buy JPY sell EUR 5M", "order", "EURJPY", 5_000_000, "sell", "buy"),  # a pair from its legs, reversed
+    ("Sell GBP buy USD 3M", "order", "GBPUSD", 3_000_000, "sell", "sell"),
     ("cxl my usdjpy", "cancel", "USDJPY", None, None, None),           # no side: nothing to flip
 ])
 def test_a_reversed_pair_keeps_the_side_as_written(text, intent, pair, quantity, expected_side, written_side):
     """The model copies the side as written; the normalizer flips it with the pair (docs/CONVENTIONS.md)."""
-    rec = record(text, intent=intent, side=expected_side, asset_class="fx_spot", symbol=pair, currency="USD",
+    rec = record(text, intent=intent, side=expected_side, asset_class="fx_spot", symbol=pair, currency=pair[:3],
                  quantity=quantity)
     target = extraction_for(rec)
     assert target is not None and target.side == written_side

@@ -112,6 +112,23 @@ def test_llama_cpp_with_adapter_matches_pytorch(tiny_run):
     assert all(m["parser"] and m["torch"] for m in parity.messages)
 
 
+def test_case_variants_encode_with_the_cased_spans(records):
+    """`--case-variants` examples: llama.cpp's tokens of the cased line, and a target that copies its casing."""
+    from streamer.finetune import train
+    from streamer.parsing.model import bundled_model_path
+
+    tokens = train.ParserTokens(bundled_model_path())
+    pairs, skipped = train.case_variants(train.read_records(records), 1.0, seed=0)
+    examples, too_long = train.encode_pairs(pairs, tokens, 256)
+    assert len(examples) == 16 and not skipped and not too_long  # every line here changes with either casing
+    (ids, labels), (variant, target) = examples[0], pairs[0]
+    assert variant["text"] in ("BUY 10M CABLE", "Buy 10m Cable") and target.symbol in ("CABLE", "Cable")
+    prompt = tokens.prompt_ids(variant["text"])
+    assert ids[: len(prompt)] == prompt and labels[: len(prompt)] == [train.IGNORE] * len(prompt)
+    answer = tokens.detokenize([i for i in labels if i != train.IGNORE][:-1])
+    assert answer == target.to_json_text() and f'"symbol":"{target.symbol}"' in answer
+
+
 def test_bad_input_is_a_one_line_error(tmp_path):
     pytest.importorskip("torch")
     from streamer.cli import main

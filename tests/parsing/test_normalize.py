@@ -43,6 +43,13 @@ REF = date(2026, 11, 25)
     ("ust  10y", "bond", "UST 10Y"),
     ("gold", "commodity", "GOLD"),
     ("sofr", "rates_swap", "SOFR"),
+    ("bitcoins", "crypto", "BTCUSD"), ("BITCOINS", "crypto", "BTCUSD"), ("BITCOIN", "crypto", "BTCUSD"),
+    ("Ethers", "crypto", "ETHUSD"), ("ether", "crypto", "ETHUSD"),
+    ("€STR", "rates_swap", "ESTR"), ("€str", "rates_swap", "ESTR"), ("l'€str", "rates_swap", "ESTR"),
+    # an amount between the currencies, and a pair written as its two legs; market order either way
+    ("eur 10m vs chf", "fx_spot", "EURCHF"), ("EUR 2.5 MIO VS SEK", "fx_forward", "EURSEK"),
+    ("chf 10m vs eur", "fx_spot", "EURCHF"), ("EUR Sell JPY", "fx_spot", "EURJPY"),
+    ("GBP buy USD", "fx_spot", "GBPUSD"), ("jpy sell eur", "fx_spot", "EURJPY"),
 ])
 def test_symbol(span, asset_class, expected):
     assert normalize_symbol(span, asset_class) == expected
@@ -88,13 +95,21 @@ def test_symbol_unknown(span, asset_class):
     ("3 mln", "bond", 3_000_000),
     ("quarter yard", "fx_spot", 250_000_000), ("a quarter yard", "fx_spot", 250_000_000),
     ("twenty mio", "fx_spot", 20_000_000), ("twenty five mio", "bond", 25_000_000), ("half yard", "fx_spot", 5e8),
+    # no leading digit, simple fractions
+    (".5", "crypto", 0.5), (".5 btc", "crypto", 0.5), (".25 bitcoins", "crypto", 0.25), (".5", "fx_spot", 500_000),
+    ("1/2", "crypto", 0.5), ("1/4 btc", "crypto", 0.25), ("3/4 ETH", "crypto", 0.75), ("1/2 yard", "fx_spot", 5e8),
+    ("3/4", "fx_spot", 750_000), ("2 bitcoins", "crypto", 2),
 ])
 def test_quantity(span, asset_class, expected):
     assert normalize_quantity(span, asset_class) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("span, code", [("0", "non_positive_quantity"), ("lots", "unparseable_value"),
-                                        ("10 zebras", "unparseable_value")])
+                                        ("10 zebras", "unparseable_value"),
+                                        # a bond's price handle or maturity, a date: no amounts
+                                        ("101 1/2", "unparseable_value"), ("99 3/4", "unparseable_value"),
+                                        ("20/03", "unparseable_value"), ("05/34", "unparseable_value"),
+                                        ("2/3", "unparseable_value")])
 def test_quantity_errors(span, code):
     with pytest.raises(NormalizationError) as err:
         normalize_quantity(span, "equity")
@@ -180,6 +195,10 @@ def test_counterparty(span, expected):
     ("Nomura", "for Nomura USDJPY 5", "Nomura"), ("Rabe", "s/b 150 eurusd w/ Rabo", "Rabe"),
     ("MS", "sell 10k MSFT for MS", "MS"),
     ("Jane Street", "Jane Street Asks: Looking For A Price In 1.5m Ust 2y Thx", "Jane Street"),
+    # "vs" marks the other side of a trade in any case; it is never part of the name
+    ("Natwest", "Pay 5Y Euribor Vs Natwest 50M", "Natwest"), ("Natwest", "pay 5y euribor vs Natwest 50m", "Natwest"),
+    ("NATWEST", "PAY 5Y EURIBOR VS NATWEST 50M", "NATWEST"), ("Lloyds", "Rec 10Y Sonia Against Lloyds", "Lloyds"),
+    ("Agricole", "Sell 20 Cable Versus Credit Agricole", "Credit Agricole"),
 ])
 def test_whole_name(span, text, expected):
     assert whole_name(span, text) == expected
@@ -236,6 +255,22 @@ RAW = {"intent": "order", "side": "buy", "asset_class": "fx_forward", "symbol": 
     ({"currency": "zzz"}, "buy 10m cable 1w @ 1.2710", {"currency": "GBP"}, []),
     ({"asset_class": "equity", "symbol": "AAPL", "tenor": None, "quantity": "10k", "currency": "zzz"},
      "buy 10k AAPL @ 1.2710", {"currency": None}, [("ungrounded_span", "currency"), ("unknown_currency", "currency")]),
+    # a pair from its legs: the side is the base currency's in the market-order pair
+    ({"symbol": "EUR Sell JPY", "quantity": "5M", "tenor": None, "price": None}, "Buy EUR Sell JPY 5M",
+     {"symbol": "EURJPY", "side": "buy", "quantity": 5e6, "currency": "EUR"}, []),
+    ({"symbol": "GBP buy USD", "side": "sell", "quantity": "3M", "tenor": None, "price": None}, "Sell GBP buy USD 3M",
+     {"symbol": "GBPUSD", "side": "sell", "currency": "GBP"}, []),
+    ({"symbol": "JPY sell EUR", "quantity": "5M", "tenor": None, "price": None}, "Buy JPY sell EUR 5M",
+     {"symbol": "EURJPY", "side": "sell", "currency": "EUR"}, []),
+    ({"symbol": "eur 10m vs chf", "tenor": None, "price": None}, "buy eur 10m vs chf",
+     {"symbol": "EURCHF", "side": "buy", "quantity": 1e7, "currency": "EUR"}, []),
+    ({"symbol": "chf vs eur", "tenor": None, "price": None}, "buy 10m chf vs eur",
+     {"symbol": "EURCHF", "side": "sell"}, []),  # a reversed pair flips with "vs" between, as without it
+    ({"asset_class": "crypto", "symbol": "btc", "quantity": "1/2", "tenor": None, "price": None}, "sell 1/2 btc",
+     {"quantity": 0.5, "currency": None}, []),
+    # right after a number a fraction is a bond price's handle: no amount, and a reason to look
+    ({"asset_class": "bond", "symbol": "T 4.5 05/34", "quantity": "1/2", "tenor": None, "price": None},
+     "buy T 4.5 05/34 at 101 1/2", {"quantity": None}, [("unparseable_value", "quantity")]),
 ])
 def test_normalize_extraction(changes, text, fields, reasons):
     result = normalize_extraction({**RAW, **changes}, text, REF)
@@ -247,6 +282,7 @@ def test_normalize_extraction(changes, text, fields, reasons):
 @pytest.mark.parametrize("span, expected", [
     ("cable", "fx"), ("FIBER", "fx"), ("eur/nok", "fx"), ("usd jpy", "fx"), ("sol", "crypto"), ("BTC/USDT", "crypto"),
     ("aapl", None), ("ust 10y", None), ("eur", None), ("usdt", None), ("gold", None),
+    ("eur 10m vs chf", "fx"), ("EUR Sell JPY", "fx"), ("Bitcoins", "crypto"),
 ])
 def test_implied_asset_class(span, expected):
     assert implied_asset_class(span) == expected

@@ -97,3 +97,44 @@ def test_missing_required_field_goes_to_review(rules):
 def test_what_is_not_a_price_an_amount_or_an_order_type(text, expected):
     fields = second_opinion(text, datetime(2026, 6, 1, tzinfo=timezone.utc).date())
     assert {k: fields[k] for k in expected} == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("buy .5 btc", dict(intent="order", side="buy", asset_class="crypto", symbol="BTCUSD", quantity=0.5)),
+    ("sell 1/2 btc at 91k", dict(side="sell", symbol="BTCUSD", quantity=0.5, price=91000)),
+    ("mine 3/4 eth", dict(side="buy", symbol="ETHUSD", quantity=0.75)),
+    ("Sell 12 Bitcoins at mkt", dict(side="sell", asset_class="crypto", symbol="BTCUSD", quantity=12,
+                                     order_type="market")),
+    ("BUY 2 BITCOIN", dict(symbol="BTCUSD", quantity=2)),
+    ("sell 40 ethers", dict(symbol="ETHUSD", quantity=40)),
+    ("Rec 3Y €STR 75M", dict(side="sell", asset_class="rates_swap", symbol="ESTR", quantity=7.5e7, tenor="3Y")),
+    ("pay 7y €str 20mm", dict(side="buy", symbol="ESTR", quantity=2e7, tenor="7Y")),
+    # "vs" before a name marks the counterparty, in any case; it is never part of the name
+    ("Pay 5Y Euribor Vs Natwest 50M", dict(side="buy", asset_class="rates_swap", symbol="EURIBOR", quantity=5e7,
+                                           tenor="5Y", counterparty="Natwest")),
+    ("PAY 5Y EURIBOR VS NATWEST 50M", dict(symbol="EURIBOR", counterparty="NATWEST")),
+    ("sell 15 cable vs Lloyds", dict(symbol="GBPUSD", counterparty="Lloyds")),
+    ("Buy 8 Aussie For Westpac", dict(symbol="AUDUSD", counterparty="Westpac")),
+    # the pair around its amount, and a pair from its two legs (side of the base in the market-order pair)
+    ("buy eur 10m vs chf", dict(side="buy", asset_class="fx_spot", symbol="EURCHF", quantity=1e7, currency="EUR")),
+    ("Buy EUR Sell JPY 5M", dict(side="buy", symbol="EURJPY", quantity=5e6, currency="EUR")),
+    ("Sell GBP buy USD 3M", dict(side="sell", symbol="GBPUSD", quantity=3e6, currency="GBP")),
+    ("buy jpy sell eur 4m", dict(side="sell", symbol="EURJPY", quantity=4e6, currency="EUR")),
+])
+def test_phrasings_the_normalizer_reads(rules, text, expected):
+    result = rules.parse(text)
+    assert isinstance(result, Trade), getattr(result, "reasons", None)
+    assert {k: getattr(result, k) for k in expected} == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text, expected", [
+    # a fraction after a number is a bond price's handle, a slashed pair of numbers a maturity or date: no amounts
+    ("buy 5mm T 4.5 05/34 at 101 1/2", dict(symbol="T 4.5 05/34", quantity=5e6)),
+    ("sell 10mm UST 10Y 99 3/4", dict(symbol="UST 10Y", quantity=1e7)),
+    ("buy 5mm T 4 1/2 05/34", dict(symbol="T 4 1/2 05/34", quantity=5e6)),
+    ("mine 5 eurusd value 20/03", dict(symbol="EURUSD", quantity=5e6)),
+    ("sell 20 usdchf @ .8812 vs JPM", dict(quantity=2e7, counterparty="JPM")),
+])
+def test_fractions_and_dates_that_are_no_amount(text, expected):
+    fields = second_opinion(text, datetime(2026, 6, 1, tzinfo=timezone.utc).date())
+    assert {k: fields[k] for k in expected} == pytest.approx(expected)
