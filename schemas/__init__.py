@@ -2,7 +2,8 @@
 
 These pydantic v2 models are the interface between every stage: producers write
 `ChatMessage`, the parser emits `Trade` or `LowConfidence`, the stream routes
-undecodable input to `DeadLetter`. Each model has a committed JSON Schema file
+undecodable input to `DeadLetter`, and the review desk writes each reviewer's
+decision as a `Correction` (a reviewed trade carries `ReviewProvenance`). Each model has a committed JSON Schema file
 beside this module (`python -m schemas` rewrites them; a test fails on drift).
 Field names and values of `TradeFields` are a contract read by other tools.
 """
@@ -17,7 +18,7 @@ from typing import Literal, Union
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: Trade.review (optional) and Correction, for the review desk
 
 Intent = Literal["order", "rfq", "quote", "cancel", "none"]
 Side = Literal["buy", "sell", "two_way"]
@@ -112,6 +113,7 @@ class Provenance(_Model):
     latency_ms: float
     prompt_tokens_evaluated: int = Field(description="Prompt tokens llama.cpp had to evaluate (the rest came from the KV cache).")
     generated_tokens: int
+    model_version: str | None = Field(default=None, description="the model registry version, when the worker runs one")
 
 
 class TradeFields(_Model):
@@ -134,6 +136,16 @@ class TradeFields(_Model):
 CONTRACT_FIELDS: tuple[str, ...] = tuple(TradeFields.model_fields)
 
 
+class ReviewProvenance(_Model):
+    """Who published a reviewed trade, from which review item, and what the model had said."""
+
+    review_of: str = Field(description="The message_id of the reviewed message.")
+    item: str = Field(description="The review record it resolves: `<topic>/<partition>/<offset>`.")
+    reviewer: str
+    decided_at: datetime
+    model_output: TradeFields | None = Field(description="The model's fields as flagged; null if unreadable.")
+
+
 class Trade(TradeFields):
     """A parsed trade, published to `trades.parsed`."""
 
@@ -143,6 +155,7 @@ class Trade(TradeFields):
     field_confidence: dict[str, float] = Field(default_factory=dict)
     provenance: Provenance | None = None
     source: SourcePosition | None = None
+    review: ReviewProvenance | None = Field(default=None, description="Set when a reviewer published this trade.")
 
 
 class Reason(_Model):
@@ -200,6 +213,29 @@ class DeadLetter(_Model):
         return base64.b64decode(self.payload_b64)
 
 
+Decision = Literal["accept", "not_trade", "skip", "dead_letter"]
+
+
+class Correction(_Model):
+    """One reviewer decision on one review item, published to `trades.corrections` (the learning loop's input)."""
+
+    kind: Literal["correction"] = "correction"
+    correction_id: str = Field(description="`<item>@<decided_at>`: unique per decision.")
+    item: str = Field(description="The review record decided: `<topic>/<partition>/<offset>`.")
+    message_id: str | None = None
+    message: ChatMessage | None = Field(default=None, description="The original message; null for a malformed record.")
+    model_output: Trade | None = Field(default=None, description="The trade as the model gave it, when it gave one.")
+    decision: Decision
+    corrected: TradeFields | None = Field(
+        default=None, description="accept: the fields as published; not_trade: intent none; skip/dead_letter: null.",
+    )
+    reviewer: str
+    decided_at: datetime
+    reasons: list[Reason] = Field(default_factory=list, description="Why the parser sent it to review.")
+    raw_b64: str | None = Field(default=None, description="dead_letter: the malformed record's bytes, base64.")
+    schema_version: str = SCHEMA_VERSION
+
+
 ParseResult = Union[Trade, LowConfidence]
 
 SCHEMA_FILES: dict[str, type[BaseModel]] = {
@@ -207,6 +243,7 @@ SCHEMA_FILES: dict[str, type[BaseModel]] = {
     "trade.schema.json": Trade,
     "low_confidence.schema.json": LowConfidence,
     "dead_letter.schema.json": DeadLetter,
+    "correction.schema.json": Correction,
 }
 
 

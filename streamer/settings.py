@@ -81,6 +81,16 @@ class Settings(BaseSettings):
                     "this (fewer flags, more silent errors; measured in docs/evaluation.md); empty = every "
                     "disagreement in scope goes to review.",
     )
+    registry_dir: Path | None = Field(
+        default=None,
+        description="Model registry directory: workers load its current version at start and swap to a newly "
+                    "promoted one live; empty = the configured adapter.",
+    )
+    registry_poll_s: float = Field(default=5.0, gt=0, description="How often a worker reads the registry for a "
+                                   "newly promoted version.")
+    model_version: str | None = Field(
+        default=None, description="The registry version a parser runs; stamped into provenance.",
+    )
 
     # --- stream -----------------------------------------------------------
     broker_url: str = "kafka://localhost:9092"
@@ -126,6 +136,24 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")
+
+    # --- review desk ------------------------------------------------------
+    corrections_topic: str = Field(default="trades.corrections",
+                                   description="Every review decision: the learning loop's input.")
+    review_state_topic: str = Field(default="trades.review.state",
+                                    description="The desks' claims and decisions (one partition, compacted).")
+    review_group_id: str = Field(default="tradechat-review", description="The desk's consumer group on the review topic.")
+    review_host: str = Field(default="127.0.0.1", description="Where the desk listens; not loopback needs reviewers.")
+    review_port: int = 6070
+    review_users_path: Path | None = Field(
+        default=None,
+        description="TOML of reviewers and their scrypt password hashes (`streamer review add-user`); empty = "
+                    "sign in by name only, allowed on a loopback address only.",
+    )
+    review_secret: str | None = Field(
+        default=None, description="Key signing session cookies; empty = random per start (sign-ins end with it).",
+    )
+    review_claim_ttl_s: float = Field(default=300.0, gt=0, description="An opened item stays one reviewer's this long.")
 
     def to_env(self) -> dict[str, str]:
         """These settings as the STREAMER_* variables a child process reads them back from (None left out)."""

@@ -28,7 +28,7 @@ def test_kafka_is_the_official_image_in_kraft_mode_on_one_node():
     assert not any("zookeeper" in str(service).lower() for service in SERVICES.values())
 
 
-@pytest.mark.parametrize("service", ["topics", "worker"])
+@pytest.mark.parametrize("service", ["topics", "worker", "review"])
 def test_environment_names_are_settings_and_defaults_agree(service):
     env = SERVICES[service]["environment"]
     unknown = sorted(name for name in env if name.startswith("STREAMER_") and name not in SETTING_ENV)
@@ -49,10 +49,31 @@ def test_worker_reaches_kafka_on_its_advertised_internal_listener():
 def test_topics_service_creates_every_pipeline_topic_before_workers_start():
     script = SERVICES["topics"]["command"][0]
     for name in ("STREAMER_INPUT_TOPIC", "STREAMER_PARSED_TOPIC", "STREAMER_REVIEW_TOPIC", "STREAMER_DEADLETTER_TOPIC",
-                 "STREAMER_NONTRADE_TOPIC"):
+                 "STREAMER_NONTRADE_TOPIC", "STREAMER_CORRECTIONS_TOPIC", "STREAMER_REVIEW_STATE_TOPIC"):
         assert f"$${name}" in script and name in SERVICES["topics"]["environment"]
     assert "--if-not-exists" in script
     assert SERVICES["worker"]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+
+def test_the_review_state_topic_is_one_compacted_partition():
+    script = SERVICES["topics"]["command"][0]
+    line = next(line for line in script.splitlines() if "$$STREAMER_REVIEW_STATE_TOPIC" in line
+                or "STREAMER_REVIEW_STATE_TOPIC\"" in line)
+    created = script[script.index(line):]
+    assert "--partitions 1" in created and "--config cleanup.policy=compact" in created
+
+
+def test_the_review_desk_listens_beyond_loopback_only_with_a_reviewers_file():
+    from streamer.review import DeskRefused, reviewers_for
+
+    review = SERVICES["review"]
+    env = review["environment"]
+    assert review["command"] == ["review"] and env["STREAMER_REVIEW_HOST"] == "0.0.0.0"
+    mount = next(volume for volume in review["volumes"] if volume.endswith(":/config:ro"))
+    assert env["STREAMER_REVIEW_USERS_PATH"].startswith(mount.rsplit(":", 2)[1] + "/")
+    assert env["STREAMER_BROKER_URL"] == SERVICES["worker"]["environment"]["STREAMER_BROKER_URL"]
+    with pytest.raises(DeskRefused, match="loopback only"):  # what the desk would do without the file
+        reviewers_for(Settings(review_host=env["STREAMER_REVIEW_HOST"]))
 
 
 def test_worker_is_built_here_with_the_model_mounted_read_only():

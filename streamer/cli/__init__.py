@@ -17,8 +17,10 @@ from streamer.cli.data import data
 from streamer.cli.evaluation import eval_command
 from streamer.cli.finetune import finetune
 from streamer.cli.history import diff, replay, reprocess
+from streamer.cli.learn import learn
 from streamer.cli.options import model_options
 from streamer.cli.parse import parse
+from streamer.cli.review import review
 from streamer.cli.streaming import register as register_streaming
 
 
@@ -31,5 +33,5 @@ def main() -> None:
 main.add_command(parse)
 main.add_command(model_options(bench))
 register_streaming(main)
-for _command in (eval_command, replay, reprocess, diff, data, finetune):
+for _command in (eval_command, replay, reprocess, diff, data, finetune, review, learn):
     main.add_command(_command)

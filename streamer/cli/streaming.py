@@ -43,6 +43,9 @@ def worker_options(fn):
         click.option("--exactly-once", "processing_guarantee", flag_value="exactly_once", default=None,
                      help="One Kafka transaction per batch: each input's result exactly once for read_committed "
                           "readers (env STREAMER_PROCESSING_GUARANTEE=exactly_once)."),
+        click.option("--registry", "registry_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Model registry (streamer learn): run its current version and swap live to a newly "
+                          "promoted one (env STREAMER_REGISTRY_DIR)."),
         click.option("--web-host", default=None, help="Address of the web server (POST /ingest)."),
         click.option("--web-port", type=click.IntRange(1, 65535), default=None, help="Port of the web server."),
     ]):

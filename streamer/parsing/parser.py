@@ -160,6 +160,7 @@ class Parser:
                 latency_ms=round(latency_ms, 2),
                 prompt_tokens_evaluated=evaluated,
                 generated_tokens=len(ranges),
+                model_version=self.settings.model_version,
             )
             results[index] = self._decide(messages[index], output, ranges, logprobs, provenance, sources[index])
         return results

@@ -37,12 +37,25 @@ def ensure_pipeline_topics(settings: Settings) -> None:
         raise WorkerError(f"{err} (start one with `streamer broker`, or use `streamer dev`)") from None
 
 
-def start_parser(settings: Settings):
-    """The workers' parser: the model in a supervised child process (`streamer/parsing/process.py`)."""
+def start_parser(settings: Settings, announce: Callable[[str], None] = _stderr):
+    """The workers' parser: the model in a supervised child process (`streamer/parsing/process.py`).
+
+    With `registry_dir` set, the registry's current version, swapped live for
+    a newly promoted one (`streamer/learning/swap.py`); the runners see the
+    same `parse_batch` either way.
+    """
     from streamer.parsing.process import ParserProcess, ParserUnavailable
 
     try:
-        return ParserProcess(settings)
+        if settings.registry_dir is None:
+            return ParserProcess(settings)
+        from streamer.learning.registry import RegistryError
+        from streamer.learning.swap import SwappableParser, SwapRefused
+
+        try:
+            return SwappableParser(settings, announce=announce)
+        except (RegistryError, SwapRefused) as err:
+            raise WorkerError(str(err)) from None
     except ParserUnavailable as err:
         raise WorkerError(str(err)) from None
 
@@ -63,7 +76,7 @@ def run_worker(settings: Settings, announce: Callable[[str], None] = _stderr) ->
         if is_listening(settings.web_host, settings.web_port):
             raise WorkerError(f"port {settings.web_port} is taken: give each worker on a host its own --web-port")
     ensure_pipeline_topics(settings)
-    parser = start_parser(settings)  # before joining the group, so a rebalance never waits on a model load
+    parser = start_parser(settings, announce)  # before joining the group, so a rebalance never waits on a model load
     route = (f"{settings.input_topic} -> {settings.parsed_topic} | {settings.review_topic} | "
              f"{settings.nontrade_topic} | {settings.deadletter_topic} on {settings.broker_url}, group {settings.group_id}")
     try:
