@@ -223,8 +223,7 @@ def train(ctx: click.Context, registry_dir: Path | None, corrections_dir: Path, 
                                   replay_share, seed)
     (out_dir / "train_mix.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     # the loss that picks the best step: the held-out corrections when there are enough, else gold_dev
-    dev = heldout if heldout.is_file() and manifest["corrections"]["lines"] and _lines(heldout) >= 4 \
-        else Path("datasets/splits/gold_dev.jsonl")
+    dev = heldout if heldout.is_file() and _lines(heldout) >= 4 else Path("datasets/splits/gold_dev.jsonl")
     click.echo(f"learn: training on {manifest['mix']['lines']} records ({manifest['corrections']['lines']} corrections "
                f"x{repeat} + {manifest['replay_records']} replayed), from {current.version}; dev loss on {dev}", err=True)
     ctx.invoke(finetune, train_paths=(mix_path,), dev_path=dev, out_dir=out_dir, init_adapter=adapter, steps=steps,

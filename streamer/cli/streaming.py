@@ -179,9 +179,9 @@ def consume(topic: str | None, only_new: bool, max_records: int | None, idle_s: 
     """Print the records of TOPIC (default: the trades topic), one JSON value per line."""
     import time
 
-    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-    from streamer.streaming.kafka import consumer_config
+    from streamer.streaming.kafka import BrokerUnavailable, consumer_config, partitions_of
 
     settings = settings_from(**options)
     topic = topic or settings.parsed_topic
@@ -189,12 +189,9 @@ def consume(topic: str | None, only_new: bool, max_records: int | None, idle_s: 
     consumer = Consumer(consumer_config(settings, f"{settings.group_id}-consume"))
     try:
         try:
-            metadata = consumer.list_topics(topic, timeout=10)
-        except KafkaException as err:
-            raise click.ClickException(f"no answer from the broker at {settings.broker_url}: {err.args[0].str()}") from None
-        partitions = metadata.topics[topic].partitions
-        if metadata.topics[topic].error is not None or not partitions:
-            raise click.ClickException(f"topic {topic!r} does not exist at {settings.broker_url}")
+            partitions = partitions_of(consumer, topic, settings)
+        except BrokerUnavailable as err:
+            raise click.ClickException(str(err)) from None
         start = OFFSET_END if only_new else OFFSET_BEGINNING
         consumer.assign([TopicPartition(topic, p, start) for p in partitions])
         count, last = 0, time.monotonic()

@@ -38,6 +38,7 @@ from streamer.data.manage import (
     DatasetError, contamination, file_manifest, numbered_records, read_jsonl, split_of, write_jsonl,
 )
 from streamer.settings import Settings
+from streamer.streaming.pipeline import Undecodable, first_error, json_object
 
 __all__ = [
     "FROZEN_TEST_FILES", "HELDOUT_FRACTION", "Candidate", "CollectError", "CollectReport", "Collection",
@@ -98,23 +99,11 @@ def decode_correction(value: bytes | None) -> Correction:
     if not value:
         raise RecordRejected("empty", "the record has no value")
     try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise RecordRejected("not_utf8", str(err)) from None
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError as err:
-        raise RecordRejected("not_json", str(err).splitlines()[0]) from None
-    try:
-        return Correction.model_validate(data)
+        return Correction.model_validate(json_object(value))
+    except Undecodable as err:
+        raise RecordRejected(err.reason, err.detail) from None
     except ValidationError as err:
-        raise RecordRejected("schema_invalid", _first_error(err)) from None
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(map(str, first["loc"])) or "record"
-    return f"{where}: {first['msg']} ({err.error_count()} error{'s' if err.error_count() > 1 else ''})"
+        raise RecordRejected("schema_invalid", first_error(err)) from None
 
 
 def checked_expected(fields: Mapping) -> dict:
@@ -122,7 +111,7 @@ def checked_expected(fields: Mapping) -> dict:
     try:
         expected = TradeFields.model_validate(fields).model_dump(mode="json")
     except ValidationError as err:
-        raise RecordRejected("invalid_expected", _first_error(err)) from None
+        raise RecordRejected("invalid_expected", first_error(err)) from None
     if expected["intent"] == "none":
         filled = [name for name in CONTRACT_FIELDS if name != "intent" and expected[name] is not None]
         if filled:
@@ -328,21 +317,14 @@ def read_topic(settings: Settings, topic: str, group_id: str | None = None, idle
     names the client). Not bounded by watermarks: the embedded broker reports the
     high watermark as the last batch's base offset + 1, which undercounts.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from streamer.streaming.kafka import BrokerUnavailable, consumer_config
+    from streamer.streaming.kafka import BrokerUnavailable, consumer_config, partitions_of
 
     consumer = Consumer(consumer_config(settings, group_id or f"{settings.group_id}-collect-{uuid.uuid4().hex[:8]}"))
     try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        except KafkaException as err:
-            raise BrokerUnavailable(f"no answer from the broker at {settings.broker_url}: {err.args[0].str()}") \
-                from None
-        if metadata.error is not None or not metadata.partitions:
-            reason = metadata.error.str() if metadata.error is not None else "no partitions"
-            raise CollectError(f"cannot read topic {topic!r} at {settings.broker_url}: {reason}")
-        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in metadata.partitions])
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)
+                         for partition in partitions_of(consumer, topic, settings)])
         records: list[TopicRecord] = []
         message = consumer.poll(max(2 * idle_s, 2.0))  # the first fetch takes ~0.5 s
         while message is not None:

@@ -55,22 +55,8 @@ def publish_corrections(settings: Settings, corrections: list[Correction]) -> in
     """Produce to the corrections topic, every record acknowledged (acks=all); returns how many."""
     from confluent_kafka import Producer
 
-    from streamer.streaming.kafka import BrokerUnavailable, ensure_topics, produce, producer_config
+    from streamer.streaming.kafka import ensure_topics, produce_acknowledged, producer_config
 
     ensure_topics(settings, [settings.corrections_topic])
-    producer = Producer(producer_config(settings))
-    failures: list[str] = []
-
-    def delivered(err, _message):
-        if err is not None:
-            failures.append(str(err))
-
-    for record in corrections:
-        refused = produce(producer, settings.corrections_topic, record.to_json(), key=record.item.encode(),
-                          on_delivery=delivered)
-        if refused is not None:
-            raise BrokerUnavailable(f"{settings.corrections_topic} refused a record: {refused}")
-    if producer.flush(60) or failures:
-        raise BrokerUnavailable(f"{settings.corrections_topic}: {len(failures) or 'some'} record(s) not acknowledged"
-                                + (f": {failures[0]}" if failures else ""))
-    return len(corrections)
+    records = [(settings.corrections_topic, record.item.encode(), record.to_json()) for record in corrections]
+    return len(produce_acknowledged(Producer(producer_config(settings)), records, timeout_s=60.0))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Mapping
@@ -98,14 +99,8 @@ def correction(item, decision: Decision, reviewer: str, decided_at: datetime,
         message_id=flagged.message_id if flagged else None, message=flagged.message if flagged else None,
         model_output=flagged.trade if flagged else None, decision=decision, corrected=corrected,
         reviewer=reviewer, decided_at=decided_at, reasons=list(flagged.reasons) if flagged else [],
-        raw_b64=None if flagged else _b64(item.raw),
+        raw_b64=None if flagged else base64.b64encode(item.raw).decode(),
     )
-
-
-def _b64(raw: bytes) -> str:
-    import base64
-
-    return base64.b64encode(raw).decode()
 
 
 StateKind = Literal["claim", "release", "decided", "skipped"]
@@ -140,7 +135,7 @@ class ClaimBook:
     """Who holds each item and which are decided, replayed from the state topic in its log order."""
 
     claims: dict[str, Claim] = field(default_factory=dict)
-    decided: dict[str, ReviewState] = field(default_factory=dict)
+    decided: set[str] = field(default_factory=set)
     history: list[ReviewState] = field(default_factory=list)  # decisions and skips of the last `HISTORY`
     HISTORY = timedelta(hours=1)
 
@@ -160,7 +155,7 @@ class ClaimBook:
             if current is not None and current.held_by(state.reviewer, state.desk):
                 del self.claims[state.item]
         elif state.kind == "decided":
-            self.decided[state.item] = state
+            self.decided.add(state.item)
             self.claims.pop(state.item, None)
 
     def holder(self, item: str, now: datetime) -> Claim | None:

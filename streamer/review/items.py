@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 
-import orjson
 from pydantic import ValidationError
 
 from schemas import CONTRACT_FIELDS, LowConfidence, Reason, SourcePosition
@@ -74,20 +73,17 @@ class ReviewItem:
 
 def read_item(raw: bytes, position: SourcePosition, read_at: datetime | None = None) -> ReviewItem:
     """Decode one review record; never raises: a bad one comes back with `error` set."""
+    from streamer.streaming.pipeline import Undecodable, first_error, json_object
+
     identity = item_id(position)
     try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        return ReviewItem(identity, position, raw, error=f"not UTF-8 (byte {err.start})", read_at=read_at)
-    try:
-        flagged = LowConfidence.model_validate(orjson.loads(raw))
-    except orjson.JSONDecodeError as err:
-        return ReviewItem(identity, position, raw, error=f"not JSON: {err}", read_at=read_at)
+        flagged = LowConfidence.model_validate(json_object(raw))
+    except Undecodable as err:
+        words = {"not_utf8": "not UTF-8", "not_json": "not JSON"}.get(err.reason, "not a LowConfidence record")
+        return ReviewItem(identity, position, raw, error=f"{words} ({err.detail})", read_at=read_at)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "record"
-        detail = f"not a LowConfidence record ({err.error_count()} errors; first: {where}: {first['msg']})"
-        return ReviewItem(identity, position, raw, error=detail, read_at=read_at)
+        return ReviewItem(identity, position, raw, error=f"not a LowConfidence record: {first_error(err)}",
+                          read_at=read_at)
     return ReviewItem(identity, position, raw, flagged=flagged, read_at=read_at)
 
 

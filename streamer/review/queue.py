@@ -35,7 +35,7 @@ from streamer.review.decisions import (
 from streamer.review.items import ReviewItem, read_item
 from streamer.settings import Settings
 from streamer.streaming.kafka import (
-    BrokerUnavailable, bootstrap_servers, consumer_config, ensure_topics, librdkafka_log, produce, producer_config,
+    BrokerUnavailable, consumer_config, ensure_topics, partitions_of, produce_acknowledged, producer_config,
     source_position,
 )
 from streamer.streaming.pipeline import message_key
@@ -81,13 +81,14 @@ class ReviewQueue:
 
         s = self.settings
         ensure_topics(s, [s.review_topic, s.parsed_topic, s.deadletter_topic, s.corrections_topic])
-        _ensure_state_topic(s)
+        # one partition: one log order for every claim; compacted: the latest record per item is what matters
+        ensure_topics(s, [s.review_state_topic], partitions=1, config={"cleanup.policy": "compact"})
         self.producer = Producer(producer_config(s))
         self.review_consumer = Consumer(consumer_config(s, s.review_group_id))
         self.state_consumer = Consumer(consumer_config(s, f"{s.review_group_id}.state.{self.desk_id}"))
-        self.review_consumer.assign([TopicPartition(s.review_topic, p) for p in _partitions(self.review_consumer,
-                                                                                             s.review_topic)])
-        state_partitions = _partitions(self.state_consumer, s.review_state_topic)
+        self.review_consumer.assign([TopicPartition(s.review_topic, p)
+                                    for p in partitions_of(self.review_consumer, s.review_topic, s)])
+        state_partitions = partitions_of(self.state_consumer, s.review_state_topic, s)
         self._state_ends = {}
         for p in state_partitions:
             low, high = self.state_consumer.get_watermark_offsets(TopicPartition(s.review_state_topic, p), timeout=10)
@@ -174,7 +175,7 @@ class ReviewQueue:
             self.items[item.id] = item
 
     def _commit(self) -> None:
-        from confluent_kafka import KafkaException, TopicPartition
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
         self._commit_wanted.clear()
         with self._lock:
@@ -184,20 +185,16 @@ class ReviewQueue:
                 self.review_consumer.commit(offsets=[TopicPartition(self.settings.review_topic, p, o)
                                                      for p, o in positions.items()], asynchronous=False)
             except KafkaException as err:
-                if err.args[0].code() != -191:  # _NO_OFFSET: nothing to commit
+                if err.args[0].code() != KafkaError._NO_OFFSET:  # nothing to commit
                     raise
         with self._lock:
             self._commits += 1
             self._committed.notify_all()
 
-    def open_items(self, reason: str | None = None, channel: str | None = None) -> list[ReviewItem]:
-        """Undecided items, oldest first, optionally of one reason code or channel."""
+    def open_items(self) -> list[ReviewItem]:
+        """Undecided items, oldest first."""
         with self._lock:
             items = list(self.items.values())
-        if reason:
-            items = [item for item in items if reason in item.reason_codes]
-        if channel:
-            items = [item for item in items if item.channel == channel]
         return sorted(items, key=lambda item: (item.arrived or self.clock(), item.position.partition,
                                                item.position.offset))
 
@@ -315,48 +312,8 @@ class ReviewQueue:
 
     def _produce_acknowledged(self, records: list[tuple[str, bytes | None, bytes]],
                               timeout_s: float) -> list[tuple[int, int]]:
-        """Produce in order and wait for every acknowledgement; raises ReviewError naming the first refusal."""
-        results: list[tuple[str, object]] = []
-
-        def delivered(err, message):
-            results.append((message.topic(), err or (message.partition(), message.offset())))
-
-        with self._lock:  # one decision's records are queued together, in order
-            for topic, key, value in records:
-                refused = produce(self.producer, topic, value, key=key, on_delivery=delivered)
-                if refused is not None:
-                    raise ReviewError(f"{topic} refused the record: {refused}")
-        remaining = self.producer.flush(timeout_s)
-        if remaining or len(results) < len(records):
-            raise ReviewError(f"the broker did not acknowledge {len(records) - len(results)} record(s) in {timeout_s:.0f} s")
-        for topic, outcome in results:
-            if not isinstance(outcome, tuple):
-                raise ReviewError(f"{topic} did not take the record: {outcome}")
-        return [outcome for _, outcome in results]  # type: ignore[misc]
-
-
-def _partitions(consumer, topic: str) -> list[int]:
-    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise BrokerUnavailable(f"topic {topic!r} has no partitions"
-                                + (f": {metadata.error}" if metadata and metadata.error else ""))
-    return sorted(metadata.partitions)
-
-
-def _ensure_state_topic(settings: Settings) -> None:
-    """The state topic: one partition (one log order for every claim) and compacted (the latest per item)."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings), "logger": librdkafka_log})
-    if settings.review_state_topic in admin.list_topics(timeout=10).topics:
-        return
-    topic = NewTopic(settings.review_state_topic, 1, settings.topic_replication_factor,
-                     config={"cleanup.policy": "compact"})
-    for future in admin.create_topics([topic], request_timeout=10).values():
+        """Produce in order and wait for every acknowledgement; ReviewError naming the first refusal."""
         try:
-            future.result()
-        except KafkaException as err:
-            if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # else another desk created it first
-                raise BrokerUnavailable(f"cannot create topic {settings.review_state_topic!r}: {err.args[0].str()}") \
-                    from None
+            return produce_acknowledged(self.producer, records, timeout_s)
+        except BrokerUnavailable as err:
+            raise ReviewError(str(err)) from None

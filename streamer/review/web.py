@@ -133,7 +133,8 @@ async def queue_page(request: web.Request) -> web.Response:
     queue = request.app[QUEUE_KEY]
     reason, channel = request.query.get("reason") or None, request.query.get("channel") or None
     everything = queue.open_items()
-    items = queue.open_items(reason, channel)
+    items = [item for item in everything
+             if (not reason or reason in item.reason_codes) and (not channel or item.channel == channel)]
     now = queue.clock()
     rows = [{"item": item, "age_s": (now - item.arrived).total_seconds() if item.arrived else None,
              "holder": queue.book.holder(item.id, now),
@@ -195,7 +196,7 @@ def _item_response(request, item, holder, reviewer, errors: dict | None = None, 
     flagged = item.flagged
     trade = flagged.trade if flagged else None
     if values is None:
-        values = {name: _shown(getattr(trade, name)) for name in CONTRACT_FIELDS} if trade else \
+        values = {name: _field_text(getattr(trade, name)) for name in CONTRACT_FIELDS} if trade else \
             {name: "" for name in CONTRACT_FIELDS}
     confidences = trade.field_confidence if trade else {}
     fields = [{"name": name, "label": FIELD_WORDS[name], "value": values.get(name, ""),
@@ -213,7 +214,7 @@ def _item_response(request, item, holder, reviewer, errors: dict | None = None, 
     )
 
 
-def _shown(value) -> str:
+def _field_text(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):

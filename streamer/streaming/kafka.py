@@ -100,8 +100,54 @@ def produce(producer, topic: str, value: bytes, key: bytes | str | None = None,
     return None
 
 
-def ensure_topics(settings: Settings, names: Iterable[str], timeout_s: float = 10.0) -> list[str]:
-    """Create the topics that do not exist yet (settings' partitions and replication); return those created."""
+def produce_acknowledged(producer, records: Iterable[tuple[str, bytes | None, bytes]],
+                         timeout_s: float) -> list[tuple[int, int]]:
+    """Produce (topic, key, value) records in order and wait until every one is acknowledged.
+
+    Returns each record's (partition, offset); raises BrokerUnavailable naming
+    the first record the broker refused or left unacknowledged.
+    """
+    records = list(records)
+    outcomes: list = [None] * len(records)
+
+    def delivered(index: int):
+        def callback(err, message) -> None:
+            outcomes[index] = err or (message.partition(), message.offset())
+        return callback
+
+    for index, (topic, key, value) in enumerate(records):
+        refused = produce(producer, topic, value, key=key, on_delivery=delivered(index))
+        if refused is not None:
+            raise BrokerUnavailable(f"{topic} refused a record: {refused.str()}")
+    left = producer.flush(timeout_s)
+    for (topic, _, _), outcome in zip(records, outcomes):
+        if outcome is None:
+            raise BrokerUnavailable(f"{topic}: {left or 'a'} record(s) not acknowledged in {timeout_s:.0f} s")
+        if not isinstance(outcome, tuple):
+            raise BrokerUnavailable(f"{topic} did not take a record: {outcome.str()}")
+    return outcomes
+
+
+def partitions_of(consumer, topic: str, settings: Settings, timeout_s: float = 10.0) -> list[int]:
+    """The partitions of `topic`; BrokerUnavailable when the broker does not answer or has no such topic."""
+    from confluent_kafka import KafkaException
+
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    except KafkaException as err:
+        raise BrokerUnavailable(f"no answer from the broker at {settings.broker_url}: {err.args[0].str()}") from None
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise BrokerUnavailable(f"topic {topic!r} does not exist at {settings.broker_url}")
+    return sorted(metadata.partitions)
+
+
+def ensure_topics(settings: Settings, names: Iterable[str], timeout_s: float = 10.0, partitions: int | None = None,
+                  config: dict[str, str] | None = None) -> list[str]:
+    """Create the topics that do not exist yet; return those created.
+
+    New topics get `partitions` (default: the settings' `topic_partitions`),
+    the settings' replication, and `config` (e.g. cleanup.policy=compact).
+    """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -117,7 +163,8 @@ def ensure_topics(settings: Settings, names: Iterable[str], timeout_s: float = 1
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, settings.topic_partitions, settings.topic_replication_factor) for name in wanted],
+        [NewTopic(name, partitions or settings.topic_partitions, settings.topic_replication_factor, config=config or {})
+         for name in wanted],
         request_timeout=timeout_s,
     )
     created = []

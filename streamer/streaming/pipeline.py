@@ -93,16 +93,8 @@ class Undecodable(ValueError):
 # -- decode ---------------------------------------------------------------------------
 
 
-def decode(value: bytes | None, max_bytes: int, default_timestamp: datetime) -> ChatMessage:
-    """Size limit -> UTF-8 -> JSON object -> `ChatMessage`; raises `Undecodable` with the reason.
-
-    A message without a timestamp gets `default_timestamp` (the record's broker
-    time) before its id is derived, so a re-read derives the same `message_id`.
-    """
-    if value is None:
-        raise Undecodable("schema_invalid", "the record has no value")
-    if len(value) > max_bytes:
-        raise Undecodable("oversize", f"{len(value)} bytes, more than max_message_bytes={max_bytes}")
+def json_object(value: bytes) -> dict:
+    """UTF-8 -> JSON -> an object: the steps every record of ours is read through; raises `Undecodable`."""
     try:
         value.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -113,14 +105,34 @@ def decode(value: bytes | None, max_bytes: int, default_timestamp: datetime) -> 
         raise Undecodable("not_json", str(err).splitlines()[0]) from None
     if not isinstance(data, dict):
         raise Undecodable("schema_invalid", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def first_error(err: ValidationError, what: str = "record") -> str:
+    """A pydantic error in one line: where the first problem is, and what it is."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or what
+    more = f" ({err.error_count()} errors)" if err.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def decode(value: bytes | None, max_bytes: int, default_timestamp: datetime) -> ChatMessage:
+    """Size limit -> UTF-8 -> JSON object -> `ChatMessage`; raises `Undecodable` with the reason.
+
+    A message without a timestamp gets `default_timestamp` (the record's broker
+    time) before its id is derived, so a re-read derives the same `message_id`.
+    """
+    if value is None:
+        raise Undecodable("schema_invalid", "the record has no value")
+    if len(value) > max_bytes:
+        raise Undecodable("oversize", f"{len(value)} bytes, more than max_message_bytes={max_bytes}")
+    data = json_object(value)
     if data.get("timestamp") is None:
         data["timestamp"] = default_timestamp
     try:
         return ChatMessage.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        raise Undecodable("schema_invalid", f"{where}: {first['msg']}") from None
+        raise Undecodable("schema_invalid", first_error(err, "message")) from None
 
 
 def message_key(message: ChatMessage) -> str:

@@ -12,7 +12,7 @@ HERE = SourcePosition(topic="trades.review", partition=2, offset=40)
 
 
 @pytest.mark.parametrize("raw, error", [
-    (b"\xff\xfe", "not UTF-8 (byte 0)"),
+    (b"\xff\xfe", "not UTF-8 (invalid start byte at byte 0)"),
     (b"{not json", "not JSON"),
     (b'{"kind": "trade", "intent": "order"}', "not a LowConfidence record"),
     (b"", "not JSON"),

@@ -45,6 +45,8 @@ async def exercise(settings, reviewers) -> dict:
             seen["bad_action"] = (await client.post("/items/0/0", data={"action": "delete", "csrf": csrf})).status
             seen["missing_item"] = (await client.get("/items/0/99", allow_redirects=False)).status
             seen["metrics"] = await (await client.get("/metrics")).json()
+            seen["filtered"] = {reason: "malformed record" in await (await client.get(f"/?reason={reason}")).text()
+                                for reason in ("malformed", "low_confidence")}
             seen["decided"] = (await client.post("/items/0/0", data={"action": "not_trade", "csrf": csrf},
                                                  allow_redirects=False)).status
             seen["left_open"] = len(queue.open_items())
@@ -63,5 +65,6 @@ def test_sign_in_sessions_and_csrf(desk_settings, tmp_path):
     assert seen["item"] == 200 and seen["forged"] == 403 and seen["bad_action"] == 400
     assert seen["missing_item"] == 303
     assert seen["metrics"]["queue_depth"] == 1 and seen["metrics"]["decisions_last_hour"] == 0
+    assert seen["filtered"] == {"malformed": True, "low_confidence": False}
     # "not a trade" needs a readable record: a malformed one is refused (409) and stays open
     assert seen["decided"] == 409 and seen["left_open"] == 1
