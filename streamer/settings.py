@@ -11,16 +11,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CrossCheckScope = Literal["omissions", "all"]
 CpuExtraBuffers = Literal["auto", "on", "off"]
 AdapterMerge = Literal["off", "q4_0", "q4_1", "q5_0", "q8_0", "iq4_nl"]
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMER_", extra="ignore", env_ignore_empty=True)
+    model_config = SettingsConfigDict(env_prefix="STREAMER_", extra="ignore", env_ignore_empty=True,
+                                      hide_input_in_errors=True)  # errors never echo a secret
 
     # --- parser -----------------------------------------------------------
     model_path: Path | None = Field(default=None, description="GGUF model file; empty = the bundled SmolLM2-135M.")
@@ -137,6 +140,116 @@ class Settings(BaseSettings):
     web_port: int = 6066
     data_dir: Path = Path(".streamer-data")
 
+    # --- Kafka security (streamer/streaming/security.py maps these onto each client) ---------------------------
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT", description="How clients reach the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+                                         "SASL_SSL (SASL sign-in over TLS: what managed clusters use).",
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        default=None, description="SASL mechanism: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (OIDC client "
+                                  "credentials: username/password are the client id/secret).",
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name (API key; OIDC client id).")
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (API secret; OIDC client secret); or use kafka_sasl_password_file.",
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the SASL password (read as each client starts; a trailing newline is dropped).",
+    )
+    kafka_sasl_oauth_token_url: str | None = Field(
+        default=None, description="OAUTHBEARER: the OIDC token endpoint (client-credentials grant).",
+    )
+    kafka_sasl_oauth_scope: str | None = Field(default=None, description="OAUTHBEARER: scope to ask the token for.")
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, description="PEM CA certificate(s) the broker's certificate must chain to; empty = the system's.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(default=None, description="PEM client certificate (mutual TLS).")
+    kafka_ssl_key_file: Path | None = Field(default=None, description="PEM private key of kafka_ssl_cert_file.")
+    kafka_ssl_key_password: SecretStr | None = Field(default=None, description="Password of an encrypted key file.")
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that the broker's certificate names the host connected to; false = any "
+                                  "certificate the CA signed (e.g. brokers reached by IP).",
+    )
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        """Refuse combinations a client would ignore or fail on later, in one line naming the setting."""
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in ("SSL", "SASL_SSL")
+        if sasl and self.kafka_sasl_mechanism is None:
+            raise ValueError(f"kafka_security_protocol {protocol} needs kafka_sasl_mechanism "
+                             "(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)")
+        if not sasl:
+            given = [name for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password",
+                                       "kafka_sasl_password_file") if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{given[0]} is set but kafka_security_protocol is {protocol} "
+                                 "(SASL needs SASL_SSL or SASL_PLAINTEXT)")
+        if not tls:
+            given = [name for name in ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file",
+                                       "kafka_ssl_key_password") if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{given[0]} is set but kafka_security_protocol is {protocol} "
+                                 "(TLS needs SSL or SASL_SSL)")
+        if self.kafka_sasl_password is not None and self.kafka_sasl_password_file is not None:
+            raise ValueError("set kafka_sasl_password or kafka_sasl_password_file, not both")
+        if sasl and (not self.kafka_sasl_username or (self.kafka_sasl_password is None
+                                                      and self.kafka_sasl_password_file is None)):
+            raise ValueError(f"kafka_sasl_mechanism {self.kafka_sasl_mechanism} needs kafka_sasl_username and "
+                             "kafka_sasl_password (or kafka_sasl_password_file)")
+        if self.kafka_sasl_mechanism == "OAUTHBEARER" and not self.kafka_sasl_oauth_token_url:
+            raise ValueError("kafka_sasl_mechanism OAUTHBEARER needs kafka_sasl_oauth_token_url (the token endpoint)")
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("kafka_ssl_cert_file and kafka_ssl_key_file go together (mutual TLS needs both)")
+        for name in ("kafka_sasl_password_file", "kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no such file {path}")
+        return self
+
+    # --- HTTP ingest --------------------------------------------------------
+    ingest_enabled: bool = Field(
+        default=True,
+        description="Serve POST /ingest on the worker's web server; false = no /ingest at all (e.g. a worker bound "
+                    "to 0.0.0.0 for its other pages only).",
+    )
+    ingest_tokens_file: Path | None = Field(
+        default=None,
+        description="Bearer tokens allowed to POST /ingest: one per line, or a .toml file of [tokens] name = "
+                    "\"token\" (or name = {token = \"...\", expires = 2027-01-01T00:00:00Z}) so logs name the client.",
+    )
+    ingest_token: SecretStr | None = Field(
+        default=None, description="One bearer token allowed to POST /ingest (client name 'token').",
+    )
+    ingest_hmac_secret: SecretStr | None = Field(
+        default=None,
+        description="Key for signed webhooks: X-Signature: sha256=<hex HMAC-SHA256 of '<X-Timestamp>.<body>'>.",
+    )
+    ingest_hmac_secret_file: Path | None = Field(
+        default=None, description="A file holding the signing key (instead of ingest_hmac_secret).",
+    )
+    ingest_max_skew_s: float = Field(
+        default=300.0, gt=0, description="A signed request whose X-Timestamp is further than this from now is expired.",
+    )
+    ingest_max_body_bytes: int | None = Field(
+        default=None, ge=1,
+        description="Larger bodies get 413 before they are read; empty = max_message_bytes + 4096.",
+    )
+    ingest_rate_per_s: float = Field(
+        default=20.0, ge=0,
+        description="POST /ingest requests per second per client (token name, else peer address); 0 = no limit.",
+    )
+    ingest_burst: int = Field(default=100, ge=1, description="Requests a client may send at once before 429s.")
+
+    # --- worker metrics and health (GET /metrics, /health, /ready on web_host:web_port) ---------------------------
+    lag_refresh_s: float = Field(
+        default=5.0, gt=0,
+        description="How often a worker reads its input partitions' high watermarks and committed offsets for "
+                    "tradechat_consumer_lag (the exactly-once worker: between batches).",
+    )
+
     # --- review desk ------------------------------------------------------
     corrections_topic: str = Field(default="trades.corrections",
                                    description="Every review decision: the learning loop's input.")
@@ -157,8 +270,9 @@ class Settings(BaseSettings):
 
     def to_env(self) -> dict[str, str]:
         """These settings as the STREAMER_* variables a child process reads them back from (None left out)."""
-        return {f"STREAMER_{name.upper()}": str(value)
-                for name, value in self.model_dump(mode="json").items() if value is not None}
+        values = self.model_dump(mode="json")
+        values.update({name: value.get_secret_value() for name, value in self if isinstance(value, SecretStr)})
+        return {f"STREAMER_{name.upper()}": str(value) for name, value in values.items() if value is not None}
 
     @property
     def heartbeat_interval_s(self) -> float:

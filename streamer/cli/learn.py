@@ -190,7 +190,8 @@ def feed(annotated: Path, broker_url: str | None, reviewer: str, corrections_top
 @click.option("--replay-share", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="Share of the mix drawn from earlier training data (against forgetting).")
 @click.option("--replay", "replay_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Earlier training files to sample (default: the shipped adapter's hand-written and gold splits).")
+              help="Earlier training files to sample (default: the production adapter's own, from its card, repeats kept; "
+                   "else the hand-written and gold training splits).")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-4, show_default=True)
 @click.option("--case-variants", "case_fraction", type=click.FloatRange(0, 1), default=0.3, show_default=True)
@@ -208,24 +209,34 @@ def train(ctx: click.Context, registry_dir: Path | None, corrections_dir: Path, 
     import json
 
     from streamer.cli.finetune import finetune
+    from streamer.data.manage import read_jsonl, write_jsonl
     from streamer.learning.gate import card_perplexity
-    from streamer.learning.mix import REPLAY_FILES, write_training_mix
+    from streamer.learning.mix import REPLAY_FILES, replay_files_of, selection_split, write_training_mix
 
     registry = open_registry(registry_dir)
     current, adapter = current_version(registry)
     train_file = corrections_dir / "train.jsonl"
-    heldout = corrections_dir / "heldout.jsonl"
+    heldout_file = corrections_dir / "heldout.jsonl"
     if not train_file.is_file():
         raise click.ClickException(f"{corrections_dir} is not a collected dataset (no train.jsonl): run `learn collect`")
     out_dir.mkdir(parents=True, exist_ok=True)
+    heldout = read_jsonl(heldout_file) if heldout_file.is_file() else []
+    corrections, selection = selection_split(read_jsonl(train_file), _heldout_fraction(corrections_dir))
     mix_path = out_dir / "train_mix.jsonl"
-    manifest = write_training_mix(train_file, list(replay_files) or list(REPLAY_FILES), mix_path, repeat,
-                                  replay_share, seed)
+    replay = list(replay_files) or replay_files_of(adapter) or list(REPLAY_FILES)
+    manifest = write_training_mix(corrections, replay, mix_path, repeat, replay_share, seed,
+                                  exclude=[*heldout, *selection])
+    manifest["corrections_file"] = {"path": str(train_file), "selection": len(selection)}
     (out_dir / "train_mix.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    # the loss that picks the best step: the held-out corrections when there are enough, else gold_dev
-    dev = heldout if heldout.is_file() and _lines(heldout) >= 4 else Path("datasets/splits/gold_dev.jsonl")
-    click.echo(f"learn: training on {manifest['mix']['lines']} records ({manifest['corrections']['lines']} corrections "
-               f"x{repeat} + {manifest['replay_records']} replayed), from {current.version}; dev loss on {dev}", err=True)
+    # the loss that picks the best step: a slice of the training corrections (never the held-out part the gate
+    # scores) when there are enough, else gold_dev
+    dev = Path("datasets/splits/gold_dev.jsonl")
+    if len(selection) >= 4:
+        dev = out_dir / "selection.jsonl"
+        write_jsonl(dev, selection)
+    click.echo(f"learn: training on {manifest['mix']['lines']} records ({manifest['corrections']} corrections "
+               f"x{repeat} + {manifest['replay_records']} replayed), from {current.version}; best step by the loss on "
+               f"{dev}", err=True)
     ctx.invoke(finetune, train_paths=(mix_path,), dev_path=dev, out_dir=out_dir, init_adapter=adapter, steps=steps,
                lr=lr, eval_every=max(1, min(50, steps // 4)), dev_limit=64, seed=seed, case_fraction=case_fraction,
                time_limit_min=time_limit_min, device=device, torch_threads=torch_threads, parity_messages=2)
@@ -233,6 +244,18 @@ def train(ctx: click.Context, registry_dir: Path | None, corrections_dir: Path, 
     if before and after:
         click.echo(f"learn: forgetting, English perplexity {current.version} {before:.1f} -> candidate {after:.1f} "
                    f"({100 * (after / before - 1):+.1f}%); accuracy on the old sets: `streamer learn gate`", err=True)
+
+
+def _heldout_fraction(corrections_dir: Path) -> float:
+    """The held-out fraction `learn collect` split this dataset with (its manifest), else the default."""
+    import json
+
+    from streamer.learning.collect import HELDOUT_FRACTION
+
+    try:
+        return float(json.loads((corrections_dir / "manifest.json").read_text())["heldout_fraction"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return HELDOUT_FRACTION
 
 
 def _lines(path: Path) -> int:

@@ -54,8 +54,24 @@ def broker_option(fn):
 
 
 def settings_from(**overrides) -> Settings:
-    """Environment settings with the CLI flags that were given laid on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Environment settings with the CLI flags that were given laid on top; a bad value is one line, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        raise click.ClickException(f"bad setting: {describe_validation_error(err)}") from None
+
+
+def describe_validation_error(err) -> str:
+    """A pydantic ValidationError's first problem as 'name (STREAMER_NAME): message' (values never shown)."""
+    first = err.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a check across several settings names them in its message
+        return message
+    name = str(first["loc"][0])
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{name} (STREAMER_{name.upper()}): {message}{more}"
 
 
 def load_parser(settings: Settings):

@@ -49,13 +49,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# The blind set and the gold test split: the numbers the loop's gate and the README report.
+# The blind set and the gold test split: the numbers the loop's gate and the README report. Relative to the
+# checkout the command runs in, like the gate's sets (an installed package has no datasets/ beside it).
 # datasets/manifest.json marks no file as frozen (it holds counts and hashes only), so the list is named here.
-FROZEN_TEST_FILES: tuple[Path, ...] = (
-    REPO_ROOT / "datasets" / "blind_v1.jsonl",
-    REPO_ROOT / "datasets" / "splits" / "gold_test.jsonl",
-)
+FROZEN_TEST_FILES: tuple[Path, ...] = (Path("datasets/blind_v1.jsonl"), Path("datasets/splits/gold_test.jsonl"))
 HELDOUT_FRACTION = 0.2
 LABEL_DECISIONS: frozenset[str] = frozenset({"accept", "not_trade"})
 DECISIONS: tuple[str, ...] = Decision.__args__
@@ -350,7 +347,8 @@ def read_frozen(paths: Iterable[Path]) -> list[dict]:
         try:
             records = read_jsonl(path)
         except DatasetError as err:
-            raise CollectError(f"frozen test file unusable, so contamination cannot be checked: {err}") from None
+            raise CollectError(f"frozen test file unusable, so contamination cannot be checked: {err} (run in the "
+                               f"project's checkout, or name the sets with --frozen)") from None
         frozen.extend({"text": r["text"], "where": str(path)} for r in records if isinstance(r.get("text"), str))
     return frozen
 

@@ -16,7 +16,7 @@ so heartbeats, rebalances and the web server go on during a long generation.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from schemas import SourcePosition
 from streamer.settings import Settings
+from streamer.streaming.metrics import WorkerMetrics
 from streamer.streaming.pipeline import OUTPUT_ROLES, Output, Topics, process_batch
 
 CODEC = "pydantic-orjson"
@@ -72,10 +73,13 @@ def _with_fetch_max_wait(fetch_max_wait_ms: int) -> None:
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app whose consumer group is `group_id`, acks=all, committing only acknowledged work."""
+    from streamer.streaming.security import faust_credentials
+
     _with_fetch_max_wait(settings.fetch_max_wait_ms)
     return faust.App(
         settings.group_id,
         broker=settings.broker_url,
+        broker_credentials=faust_credentials(settings),  # TLS/SASL, as every confluent-kafka client gets them
         autodiscover=False,
         key_serializer="raw",
         value_serializer=CODEC,
@@ -123,12 +127,17 @@ async def publish(topic, key: str | bytes | None, value: Output | bytes) -> None
     await delivered
 
 
-def register_agents(app: faust.App, topics: Topics[faust.TopicT], settings: Settings, parser) -> None:
-    """Attach the `parse_chat` agent to `app`: micro-batches of up to `batch_max_messages`, one parser thread."""
+def register_agents(app: faust.App, topics: Topics[faust.TopicT], settings: Settings, parser,
+                    metrics: WorkerMetrics | None = None) -> WorkerMetrics:
+    """Attach the `parse_chat` agent to `app`: micro-batches of up to `batch_max_messages`, one parser thread.
+
+    Each batch is counted in `metrics` (a new `WorkerMetrics` when not given) once its outputs are acknowledged.
+    """
     from mode.supervisors import CrashingSupervisor
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parser")
-    published: Counter[str] = Counter()
+    metrics = metrics or WorkerMetrics.for_worker(settings, parser)
+    published = metrics.published
 
     @app.timer(interval=LOG_COUNTS_EVERY_S)
     async def log_counts():
@@ -141,13 +150,17 @@ def register_agents(app: faust.App, topics: Topics[faust.TopicT], settings: Sett
         async for batch in micro_batches(stream.noack().events(), settings.batch_max_messages,
                                          settings.batch_max_wait_ms / 1000):
             records = [(event.message.value, event.message.key, source_position(event.message)) for event in batch]
+            started = time.perf_counter()
             results = await loop.run_in_executor(executor, process_batch, records, parser, settings.max_message_bytes)
+            parse_s = time.perf_counter() - started
             sent = [await topics.route(result).send(key=key, value=result) for result, key in results]
             for delivered in sent:  # every output on all in-sync replicas (acks=all) before any input is acked
                 await delivered
-            published.update(Topics.role(result) for result, _ in results)
+            metrics.record_batch(results, parse_s, getattr(parser, "restarts", 0))
             for event in batch:
                 await stream.ack(event)
+
+    return metrics
 
 
 async def micro_batches(events, max_messages: int, max_wait_s: float):
@@ -185,9 +198,11 @@ async def micro_batches(events, max_messages: int, max_wait_s: float):
 def run(settings: Settings, parser) -> None:
     """Consume until SIGTERM/SIGINT (graceful: finish the message in flight, commit, leave the group)."""
     from streamer.ingest.http import register_ingest
+    from streamer.streaming.health import register_probes
 
     app = create_app(settings)
     topics = declare_topics(app, settings)
-    register_agents(app, topics, settings, parser)
+    metrics = register_agents(app, topics, settings, parser)
+    register_probes(app, metrics, parser, settings)  # GET /metrics, /health, /ready
     register_ingest(app, topics.input, settings)
     faust.Worker(app, loglevel="info", quiet=True).execute_from_commandline()

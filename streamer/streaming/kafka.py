@@ -3,23 +3,33 @@
 `streamer produce`, `streamer consume`, replay tools and the tests talk to Kafka
 through confluent-kafka; these helpers keep their settings in one place:
 producers wait for all in-sync replicas (acks=all) and are idempotent, so a
-retried send is not written twice; consumers commit only by hand.
+retried send is not written twice; consumers commit only by hand. Every client
+gets the TLS/SASL keys of `security.librdkafka_security`, and `check_connection`
+(run by `ensure_topics` before any command starts) turns an untrusted certificate
+or a refused sign-in into one line at once, where librdkafka would retry forever.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
 from schemas import SourcePosition
 from streamer.settings import Settings
+from streamer.streaming.security import (
+    KafkaSecurityError, connection_failure, librdkafka_security, lost_connection, uses_sasl, uses_tls,
+)
 
 # librdkafka's own log lines (one per failed connect, hundreds a minute) go here, not to stderr;
 # the commands report what failed themselves. Configure logging to see them.
 librdkafka_log = logging.getLogger(__name__)
 librdkafka_log.addHandler(logging.NullHandler())
+
+
+METADATA_POLL_S = 0.5  # how often check_connection looks at librdkafka's errors while it waits for metadata
 
 
 class BrokerUnavailable(RuntimeError):
@@ -46,6 +56,7 @@ def producer_config(settings: Settings, **overrides) -> dict:
         "enable.idempotence": True,
         "client.id": "tradechat-streamer",
         "logger": librdkafka_log,
+        **librdkafka_security(settings),
         **overrides,
     }
 
@@ -62,6 +73,7 @@ def consumer_config(settings: Settings, group_id: str, **overrides) -> dict:
         "fetch.wait.max.ms": settings.fetch_max_wait_ms,
         "client.id": "tradechat-streamer",
         "logger": librdkafka_log,
+        **librdkafka_security(settings),
         **overrides,
     }
 
@@ -132,6 +144,8 @@ def partitions_of(consumer, topic: str, settings: Settings, timeout_s: float = 1
     """The partitions of `topic`; BrokerUnavailable when the broker does not answer or has no such topic."""
     from confluent_kafka import KafkaException
 
+    if uses_tls(settings) or uses_sasl(settings):  # the consumer itself would retry a refused handshake for timeout_s
+        check_connection(settings, timeout_s)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
     except KafkaException as err:
@@ -149,16 +163,9 @@ def ensure_topics(settings: Settings, names: Iterable[str], timeout_s: float = 1
     the settings' replication, and `config` (e.g. cleanup.policy=compact).
     """
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    servers = bootstrap_servers(settings)
-    if not any(_accepts_connections(server) for server in servers.split(",")):  # fail now, not after timeout_s
-        raise BrokerUnavailable(f"no broker listens at {settings.broker_url}")
-    admin = AdminClient({"bootstrap.servers": servers, "logger": librdkafka_log})
-    try:
-        existing = set(admin.list_topics(timeout=timeout_s).topics)
-    except KafkaException as err:
-        raise BrokerUnavailable(f"no answer from the broker at {settings.broker_url}: {err.args[0].str()}") from None
+    admin, existing = _connected_admin(settings, timeout_s)
     wanted = [name for name in dict.fromkeys(names) if name not in existing]
     if not wanted:
         return []
@@ -176,6 +183,72 @@ def ensure_topics(settings: Settings, names: Iterable[str], timeout_s: float = 1
             if err.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # another worker won the race
                 raise BrokerUnavailable(f"cannot create topic {name!r}: {err.args[0].str()}") from None
     return created
+
+
+def check_connection(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Connect and read the cluster's metadata; BrokerUnavailable in one line naming the broker and the cause.
+
+    An untrusted certificate, a refused sign-in, or every broker down after
+    the connection was made fails within a moment, not after `timeout_s`.
+    """
+    _connected_admin(settings, timeout_s)
+
+
+def _connected_admin(settings: Settings, timeout_s: float):
+    """An AdminClient that has read the cluster's metadata, and the names of the topics it holds."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    servers = bootstrap_servers(settings)
+    if not any(_accepts_connections(server) for server in servers.split(",")):  # fail now, not after timeout_s
+        raise BrokerUnavailable(f"no broker listens at {settings.broker_url}")
+    errors: list = []
+    failures = _FailureLog()
+    try:
+        admin = AdminClient({"bootstrap.servers": servers, "logger": failures.logger, "error_cb": errors.append,
+                             **librdkafka_security(settings)})
+    except KafkaSecurityError as err:
+        raise BrokerUnavailable(str(err)) from None
+    except KafkaException as err:  # e.g. a CA or key file librdkafka cannot read
+        raise BrokerUnavailable(f"cannot set up a client for {settings.broker_url}: {err.args[0].str()}") from None
+    deadline = time.monotonic() + timeout_s
+    transport = None  # the latest (broker, reason) librdkafka lost a connection with
+    while True:
+        try:
+            return admin, set(admin.list_topics(timeout=min(METADATA_POLL_S, timeout_s)).topics)
+        except KafkaException as err:
+            last = err.args[0]
+        admin.poll(0)  # serves error_cb: the reasons list_topics does not give
+        for error in errors:
+            if (failure := connection_failure(error.name(), error.str())) is not None:
+                broker, cause = failure
+                raise BrokerUnavailable(f"cannot connect to broker {broker}: {cause}")
+            if error.code() == KafkaError._ALL_BROKERS_DOWN:  # each one hung up after accepting the connection
+                broker, cause = transport or (lost_connection(failures.last) if failures.last else (servers, "hung up"))
+                raise BrokerUnavailable(f"cannot connect to broker {broker}: {cause}")
+            if error.code() == KafkaError._TRANSPORT:
+                transport = lost_connection(error.str())
+        errors.clear()
+        if time.monotonic() >= deadline:
+            raise BrokerUnavailable(f"no answer from the broker at {settings.broker_url}: {last.str()}")
+
+
+class _FailureLog(logging.Handler):
+    """librdkafka's log for one client, keeping its latest FAIL line: why a connection dropped, which
+    error_cb is not always told (a plaintext client at a TLS listener). Lines go on to `librdkafka_log`."""
+
+    def __init__(self):
+        super().__init__()
+        self.last: str | None = None
+        self.logger = logging.Logger(f"{__name__}.connect", logging.DEBUG)  # not in the registry: one per client
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("FAIL "):  # "FAIL [rdkafka#producer-1] [thrd:...]: host:9092/bootstrap: reason"
+            self.last = message.split("]: ", 1)[-1]
+        if librdkafka_log.isEnabledFor(record.levelno):
+            librdkafka_log.handle(record)
 
 
 def _accepts_connections(server: str, timeout_s: float = 3.0) -> bool:

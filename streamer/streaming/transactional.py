@@ -22,7 +22,8 @@ Faust's own `processing_guarantee="exactly_once"` cannot be used: against the
 embedded Tansu it fails at InitProducerId (aiokafka UnknownError), while
 librdkafka's transactions work end to end. Decoding, parsing and routing are
 `pipeline.process`, as in the Faust worker; HTTP ingest is served by Faust
-workers only.
+workers only. GET /metrics, /health and /ready are served by both runners
+(here `health.ProbeServer`, started by `worker.py`; `alive`/`ready` below).
 """
 
 from __future__ import annotations
@@ -30,13 +31,17 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections import Counter
+import time
 
 from streamer.settings import Settings
+from streamer.streaming.health import assignment_problem, parser_problem
 from streamer.streaming.kafka import consumer_config, librdkafka_log, produce, producer_config, source_position
+from streamer.streaming.metrics import WorkerMetrics, consumer_lag
 from streamer.streaming.pipeline import Topics, process_batch
 
 log = logging.getLogger(__name__)
+
+LAG_QUERY_TIMEOUT_S = 2.0  # each lag refresh waits at most this per broker request, between batches
 
 
 def transactional_id(settings: Settings) -> str:
@@ -47,7 +52,8 @@ def transactional_id(settings: Settings) -> str:
 class TransactionalWorker:
     """Consume a batch, parse it, produce its outputs and commit its offsets in one transaction."""
 
-    def __init__(self, settings: Settings, parser, stop: threading.Event | None = None):
+    def __init__(self, settings: Settings, parser, stop: threading.Event | None = None,
+                 metrics: WorkerMetrics | None = None):
         from confluent_kafka import Consumer, Producer
 
         self.settings = settings
@@ -66,16 +72,30 @@ class TransactionalWorker:
                                             "heartbeat.interval.ms": int(settings.heartbeat_interval_s * 1000)}))
         self.committed_batches = 0
         self.processed = 0
-        self.published: Counter[str] = Counter()  # committed outputs by topic role (parsed, review, ...)
+        self.metrics = metrics or WorkerMetrics.for_worker(settings, parser)
+        self.published = self.metrics.published  # committed outputs by topic role (parsed, review, ...)
+        self.stopped = False  # the consume loop has ended (a liveness probe fails from then on)
+        self.assigned: frozenset[tuple[str, int]] = frozenset()  # set by the consumer's rebalance callbacks
+        self._lag_due = 0.0
+
+    def alive(self) -> str | None:
+        """GET /health: None until the consume loop has ended (starting up, e.g. init_transactions, is alive)."""
+        return "the consume loop has stopped" if self.stopped else None
+
+    def ready(self) -> str | None:
+        """GET /ready: None once the parser is loaded and input partitions are assigned, else why not."""
+        return parser_problem(self.parser) or assignment_problem(self.assigned, self.settings.input_topic)
 
     def run(self) -> None:
         """Until `stop` is set (SIGTERM/SIGINT): the batch in flight is finished and committed first."""
         from confluent_kafka import KafkaError, KafkaException
 
         self.producer.init_transactions(self.settings.publish_timeout_s)
-        self.consumer.subscribe([self.settings.input_topic])
+        self.consumer.subscribe([self.settings.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
         try:
             while not self.stop.is_set():
+                self._refresh_lag()
                 records = self.consumer.consume(num_messages=self.settings.transaction_batch_size, timeout=0.5)
                 records = [r for r in records if not self._is_harmless_error(r)]
                 if not records:
@@ -90,6 +110,7 @@ class TransactionalWorker:
                     self.producer.abort_transaction(self.settings.publish_timeout_s)
                     self._rewind(records)
         finally:
+            self.stopped = True
             self.consumer.close()  # leave the group now, not after the session timeout
 
     def _commit_batch(self, records) -> None:
@@ -97,8 +118,10 @@ class TransactionalWorker:
 
         # Parse the whole batch before the transaction opens: the transaction then lasts milliseconds, not
         # the batch's seconds of generation, so read_committed readers are held back (LSO) only that long.
+        started = time.perf_counter()
         results = process_batch([(record.value(), record.key(), source_position(record)) for record in records],
                                 self.parser, self.settings.max_message_bytes)
+        parse_s = time.perf_counter() - started
         next_offsets: dict[tuple[str, int], int] = {}
         self.producer.begin_transaction()
         for record, (result, key) in zip(records, results):
@@ -112,7 +135,36 @@ class TransactionalWorker:
         self.producer.commit_transaction(self.settings.publish_timeout_s)
         self.committed_batches += 1
         self.processed += len(records)
-        self.published.update(Topics.role(result) for result, _ in results)
+        self.metrics.record_batch(results, parse_s, getattr(self.parser, "restarts", 0))
+
+    def _on_assign(self, consumer, partitions) -> None:
+        self.assigned = frozenset((tp.topic, tp.partition) for tp in partitions)
+        self._lag_due = 0.0  # the new partitions' lag at the next turn of the loop
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        self.assigned = frozenset()
+        self.metrics.set_consumer_lag({})
+
+    def _refresh_lag(self) -> None:
+        """Every `lag_refresh_s`, between batches: each assigned partition's high watermark - committed offset."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + self.settings.lag_refresh_s
+        partitions = [TopicPartition(topic, partition) for topic, partition in sorted(self.assigned)]
+        try:
+            committed = self.consumer.committed(partitions, timeout=LAG_QUERY_TIMEOUT_S) if partitions else []
+            watermarks = {(tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, LAG_QUERY_TIMEOUT_S)
+                          for tp in partitions}
+        except KafkaException as err:  # a slow broker: keep the last values, try again next time
+            log.warning("consumer lag not refreshed: %s", err.args[0].str())
+            return
+        known = {tp: marks for tp, marks in watermarks.items() if marks is not None}  # None: timed out
+        self.metrics.set_consumer_lag(consumer_lag({tp: high for tp, (_, high) in known.items()},
+                                                   {(tp.topic, tp.partition): tp.offset for tp in committed},
+                                                   {tp: low for tp, (low, _) in known.items()}))
 
     def _rewind(self, records) -> None:
         """Seek each partition back to the batch's first record, so the aborted batch is processed again."""

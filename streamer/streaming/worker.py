@@ -33,8 +33,9 @@ def ensure_pipeline_topics(settings: Settings) -> None:
 
     try:
         ensure_topics(settings, Topics.from_settings(settings).all())
-    except BrokerUnavailable as err:
-        raise WorkerError(f"{err} (start one with `streamer broker`, or use `streamer dev`)") from None
+    except BrokerUnavailable as err:  # the hint only where no broker answered (not a refused certificate or sign-in)
+        hint = " (start one with `streamer broker`, or use `streamer dev`)" if "no broker listens" in str(err) else ""
+        raise WorkerError(f"{err}{hint}") from None
 
 
 def start_parser(settings: Settings, announce: Callable[[str], None] = _stderr):
@@ -60,6 +61,18 @@ def start_parser(settings: Settings, announce: Callable[[str], None] = _stderr):
         raise WorkerError(str(err)) from None
 
 
+def check_ingest_exposure(settings: Settings) -> None:
+    """`WorkerError` for unreadable ingest credentials, or for /ingest open to anyone beyond loopback."""
+    from streamer.ingest.auth import IngestConfigError, ingest_refusal, load_credentials
+
+    try:
+        refusal = ingest_refusal(settings, load_credentials(settings)) if settings.ingest_enabled else None
+    except IngestConfigError as err:
+        raise WorkerError(str(err)) from None
+    if refusal:
+        raise WorkerError(refusal)
+
+
 def run_worker(settings: Settings, announce: Callable[[str], None] = _stderr) -> None:
     """Load the model, then consume until SIGTERM/SIGINT; `WorkerError` for a start-up or parser failure."""
     from streamer.parsing.limits import LimitsError, load_limits
@@ -71,10 +84,11 @@ def run_worker(settings: Settings, announce: Callable[[str], None] = _stderr) ->
         raise WorkerError(str(err)) from None
     exactly_once = settings.processing_guarantee == "exactly_once"
     if not exactly_once:
-        from streamer.streaming.broker import is_listening
+        check_ingest_exposure(settings)
+    from streamer.streaming.broker import is_listening
 
-        if is_listening(settings.web_host, settings.web_port):
-            raise WorkerError(f"port {settings.web_port} is taken: give each worker on a host its own --web-port")
+    if is_listening(settings.web_host, settings.web_port):  # both runners serve /metrics, /health, /ready there
+        raise WorkerError(f"port {settings.web_port} is taken: give each worker on a host its own --web-port")
     ensure_pipeline_topics(settings)
     parser = start_parser(settings, announce)  # before joining the group, so a rebalance never waits on a model load
     route = (f"{settings.input_topic} -> {settings.parsed_topic} | {settings.review_topic} | "
@@ -86,7 +100,9 @@ def run_worker(settings: Settings, announce: Callable[[str], None] = _stderr) ->
             from streamer.ingest.http import INGEST_PATH
             from streamer.streaming import faust_worker
 
-            announce(f"worker: {route}; POST http://{settings.web_host}:{settings.web_port}{INGEST_PATH}; "
+            ingest = (f"POST http://{settings.web_host}:{settings.web_port}{INGEST_PATH}" if settings.ingest_enabled
+                      else "no HTTP ingest")
+            announce(f"worker: {route}; {ingest}; "
                      f"parser: {parser.description}")
             faust_worker.run(settings, parser)
     except ParserUnavailable as err:
@@ -101,18 +117,26 @@ def _run_transactional(settings: Settings, parser, route: str, announce: Callabl
 
     from confluent_kafka import KafkaException
 
+    from streamer.streaming.health import Probes, ProbeServer
     from streamer.streaming.transactional import TransactionalWorker
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     worker = TransactionalWorker(settings, parser, stop)
+    try:
+        probes = ProbeServer(Probes(worker.metrics, worker.alive, worker.ready), settings.web_host, settings.web_port)
+    except OSError as err:
+        raise WorkerError(f"cannot serve /metrics on {settings.web_host}:{settings.web_port}: {err.strerror}") from None
     announce(f"worker (exactly-once, transactional.id {worker.transactional_id}): {route}; "
-             f"read outputs with isolation.level=read_committed; parser: {parser.description}")
+             f"read outputs with isolation.level=read_committed; parser: {parser.description}; "
+             f"GET http://{settings.web_host}:{settings.web_port}/metrics")
     try:
         worker.run()
     except KafkaException as err:
         raise WorkerError(f"Kafka: {err.args[0].str()}") from None
+    finally:
+        probes.close()
     from streamer.streaming.pipeline import OUTPUT_ROLES
 
     counts = ", ".join(f"{role} {worker.published[role]}" for role in OUTPUT_ROLES)

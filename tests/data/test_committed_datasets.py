@@ -62,7 +62,8 @@ def test_splits_are_the_hash_split_of_the_whole_file(source, dev, test):
         assert [r["id"] for r in committed] == [r["id"] for r in records], f"{path.name} is not the split of {source}"
 
 
-@pytest.mark.parametrize("name", TRAINING_FILES + ["learning/fx_swaps.jsonl"])  # fx_swaps: fed to the loop's demo
+@pytest.mark.parametrize("name", TRAINING_FILES + ["learning/fx_swaps.jsonl",  # learning/: fed to the loop's demo
+                                                   "learning/exit_phrasing.jsonl"])
 def test_training_files_do_not_contain_held_out_messages(name):
     held_out = {normalise_text(r["text"]) for held in HELD_OUT for r in read_jsonl(DATASETS / held)}
     leaked = [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in held_out]
@@ -109,6 +110,6 @@ def test_the_blind_set_is_new_to_every_other_file_and_frozen():
     blind = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / BLIND)}
     assert len(blind) >= 200
     for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "synth_train.jsonl",
-                 "probe_counterparty.jsonl", "learning/fx_swaps.jsonl"]:
+                 "probe_counterparty.jsonl", "learning/fx_swaps.jsonl", "learning/exit_phrasing.jsonl"]:
         assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in blind] == [], name
     assert f"datasets/{BLIND}" in _manifest()

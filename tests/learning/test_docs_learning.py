@@ -13,7 +13,10 @@ from streamer.learning.gate import render_docs_block
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("run", ["run1", "run2"])
+RUNS = sorted(path.parent.name for path in (ROOT / "docs/results/learning").glob("*/gate.json"))
+
+
+@pytest.mark.parametrize("run", RUNS)
 def test_the_learning_page_carries_each_committed_gate_table(run):
     page = (ROOT / "docs/learning.md").read_text()
     payload = json.loads((ROOT / f"docs/results/learning/{run}/gate.json").read_text())

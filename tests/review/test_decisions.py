@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from schemas import ChatMessage, LowConfidence, Reason, SourcePosition, Trade, TradeFields
+from schemas import ChatMessage, LowConfidence, Reason, SourcePosition, Trade
 from streamer.review.decisions import (
     ClaimBook, CommitTracker, FieldErrors, ReviewState, accepted_trade, claim_record, correction, edited_fields,
 )

@@ -89,9 +89,9 @@ def test_every_input_lands_on_exactly_one_output_topic(running_worker):
     (b"buy 5m fiber", 400, "not_json"),
     (b"\xff\xfe", 400, "not_utf8"),
     (b'{"channel": "webhook"}', 400, "schema_invalid"),
-    (orjson.dumps({"text": "x" * 20000}), 400, "oversize"),
+    (orjson.dumps({"text": "x" * 9000, "channel": "x" * 9000}), 413, "oversize"),  # over the stream's limit
 ])
-def test_http_ingest_accepts_with_202_and_rejects_with_400(running_worker, body, status, reason):
+def test_http_ingest_accepts_with_202_and_rejects_with_4xx(running_worker, body, status, reason):
     settings = running_worker.settings
     wait_until(lambda: is_listening(settings.web_host, settings.web_port), running_worker, "the web server")
     request = urllib.request.Request(f"http://{settings.web_host}:{settings.web_port}/ingest", data=body,
