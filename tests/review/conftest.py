@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -11,30 +10,23 @@ import pytest
 from streamer.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "streaming"))
+from streaming_helpers import fresh_stream_settings  # noqa: E402
 
 
 @pytest.fixture
 def desk_settings(base_settings: Settings, broker, tmp_path) -> Settings:
     """Settings on fresh topics and groups: one review partition, so the oldest-first order is the log's."""
     from streamer.streaming.broker import free_port
-    from streamer.streaming.kafka import ensure_topics
 
-    run = uuid.uuid4().hex[:8]
-    settings = base_settings.model_copy(update={
-        "broker_url": broker.url,
-        "parsed_topic": f"r{run}.trades.parsed",
-        "review_topic": f"r{run}.trades.review",
-        "deadletter_topic": f"r{run}.chat.deadletter",
-        "corrections_topic": f"r{run}.trades.corrections",
-        "review_state_topic": f"r{run}.trades.review.state",
-        "review_group_id": f"r{run}.desk",
-        "group_id": f"r{run}",
-        "topic_partitions": 1,
+    settings = fresh_stream_settings(base_settings, broker, tmp_path, partitions=1)  # every pipeline topic made
+    run = settings.group_id
+    return settings.model_copy(update={
+        "corrections_topic": f"{run}.trades.corrections",
+        "review_state_topic": f"{run}.trades.review.state",
+        "review_group_id": f"{run}.desk",
         "review_port": free_port(),
         "review_secret": "test-secret",
     })
-    ensure_topics(settings, [settings.review_topic])
-    return settings
 
 
 def put_on_review(settings: Settings, values: list[bytes]) -> list[int]:

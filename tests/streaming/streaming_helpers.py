@@ -19,7 +19,7 @@ from streamer.settings import Settings
 WAIT_S = 120.0  # generous: the machine is shared; no test asserts on time
 
 
-def fresh_stream_settings(base_settings: Settings, broker, tmp_path: Path) -> Settings:
+def fresh_stream_settings(base_settings: Settings, broker, tmp_path: Path, partitions: int = 2) -> Settings:
     from streamer.streaming.broker import free_port
     from streamer.streaming.kafka import ensure_topics
     from streamer.streaming.pipeline import Topics
@@ -32,7 +32,7 @@ def fresh_stream_settings(base_settings: Settings, broker, tmp_path: Path) -> Se
         "review_topic": f"t{run}.trades.review",
         "deadletter_topic": f"t{run}.chat.deadletter",
         "nontrade_topic": f"t{run}.chat.nontrade",
-        "topic_partitions": 2,
+        "topic_partitions": partitions,
         "group_id": f"t{run}",
         "session_timeout_s": 6.0,
         "rebalance_timeout_s": 6.0,
