@@ -266,6 +266,105 @@ def _lines(path: Path) -> int:
 @registry_option
 @click.option("--candidate", "candidate_dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path), help="A `learn train` output folder.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the chosen blend goes, as a candidate folder `learn gate` takes.")
+@click.option("--weights", default=",".join(f"{w:g}" for w in (0.25, 0.5, 0.75, 1.0)), show_default=True,
+              help="Blend weights to try (share of the candidate; 1 is the candidate as it is).")
+@click.option("--dev", "dev_files", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Development sets the weight is chosen on (default hand_dev and gold_dev); never a blind set.")
+@click.option("--n-threads", type=int, default=None, help="CPU threads for llama.cpp.")
+def blend(registry_dir: Path | None, candidate_dir: Path, out_dir: Path, weights: str, dev_files: tuple[Path, ...],
+          n_threads: int | None) -> None:
+    """Step 2b: blend the candidate's weights with production's (WiSE-FT), the weight chosen on dev data only."""
+    import json
+    import shutil
+
+    from streamer.finetune.export import write_adapter_gguf
+    from streamer.learning import blend as blending
+    from streamer.learning import gate as gating
+    from streamer.parsing.merged import MergeError, read_adapter_gguf
+    from streamer.parsing.model import resolve_model_path
+
+    try:
+        tried = sorted({float(w) for w in weights.split(",") if w.strip()})
+    except ValueError:
+        raise click.ClickException(f"--weights {weights!r}: give numbers in (0, 1] separated by commas") from None
+    if not tried or not all(0 < w <= 1 for w in tried):
+        raise click.ClickException(f"--weights {weights!r}: give numbers in (0, 1] separated by commas")
+    registry = open_registry(registry_dir)
+    production, production_adapter = current_version(registry)
+    candidate_adapter = candidate_dir / "adapter.gguf"
+    try:
+        candidate, original = read_adapter_gguf(candidate_adapter), read_adapter_gguf(production_adapter)
+        card = json.loads((candidate_dir / "adapter.json").read_text())
+    except (MergeError, OSError, ValueError, KeyError) as err:
+        raise click.ClickException(f"cannot read the adapters to blend (and the candidate's card): {err}") from None
+    sets = {path.stem: path for path in (dev_files or gating.FORGETTING_SETS)}
+    selection = candidate_dir / "selection.jsonl"
+    selection_set = "selection" if selection.is_file() and _lines(selection) else None
+    if selection_set:
+        sets[selection_set] = selection
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tries = out_dir / "tried"
+    tries.mkdir(exist_ok=True)
+    adapters = {"production": production_adapter}
+    for weight in tried:
+        if weight == 1.0:
+            adapters["w1"] = candidate_adapter
+            continue
+        path = tries / f"w{weight:g}.gguf"
+        try:
+            blended = blending.blend_adapters(candidate, original, weight)
+        except MergeError as err:
+            raise click.ClickException(f"cannot blend {candidate_adapter} with {production_adapter}: {err}") from None
+        write_adapter_gguf(blended, path, "blend")
+        # the card beside it names the prompt the adapters were trained with (without it the parser falls back)
+        path.with_suffix(".json").write_text(json.dumps(_blend_card(card, blended, weight, production.version)) + "\n")
+        adapters[f"w{weight:g}"] = path
+    click.echo(f"learn: {len(tried)} blend weights of {candidate_dir} and {production.version} on "
+               f"{', '.join(f'{name} ({_lines(path)})' for name, path in sets.items())}", err=True)
+    settings = settings_from(n_threads=n_threads)
+    scores = gating.evaluate(settings, adapters, sets, console=stderr_console())
+    by_model = {model: {name: scores[name][model] for name in sets} for model in adapters}
+    scored = [blending.WeightScore(w, by_model[f"w{w:g}"]) for w in tried]
+    chosen, passing = blending.choose_weight(scored, by_model["production"], selection_set)
+    report = {"candidate": str(candidate_dir), "production_version": production.version,
+              "set_files": {name: str(path) for name, path in sets.items()}, "selection_set": selection_set,
+              "production": by_model["production"], "weights": {f"{s.weight:g}": s.sets for s in scored},
+              "passing": passing, "chosen": chosen.weight if chosen else None}
+    (out_dir / "blend.json").write_text(json.dumps(report, indent=2) + "\n")
+    blending.plot_weights(scored, by_model["production"], chosen.weight if chosen else None, out_dir / "blend.png")
+    click.echo(blending.render_blend_table(report))
+    if chosen is None:
+        raise click.ClickException(f"no blend weight keeps the dev sets within the gate's rule; report in "
+                                   f"{out_dir / 'blend.json'}")
+    shutil.copyfile(adapters[f"w{chosen.weight:g}"], out_dir / "adapter.gguf")
+    if chosen.weight != 1.0:  # weight 1 is the candidate: its card already holds its perplexity
+        weights_out = blending.blend_adapters(candidate, original, chosen.weight)
+        card = _blend_card(card, weights_out, chosen.weight, production.version)
+        card["blend"].update({"candidate": str(candidate_adapter), "chosen_on": list(sets),
+                              "report": str(out_dir / "blend.json")})
+        with stderr_console().status("perplexity on plain English, base vs blend"):
+            card["perplexity_english"] = blending.english_perplexity(weights_out, resolve_model_path(settings))
+    (out_dir / "adapter.json").write_text(json.dumps(card, indent=2) + "\n")
+    for name in ("train_mix.manifest.json", "selection.jsonl"):
+        if (candidate_dir / name).is_file():
+            shutil.copyfile(candidate_dir / name, out_dir / name)
+    click.echo(f"learn: chose weight {chosen.weight:g} (passing the dev rule: {', '.join(f'{w:g}' for w in passing)}); "
+               f"wrote {out_dir / 'adapter.gguf'}, blend.json, blend.png; next: learn gate --candidate {out_dir}",
+               err=True)
+
+
+def _blend_card(card: dict, weights, weight: float, production_version: str) -> dict:
+    """The candidate's card for a blend of it: same prompt and base, the blend's rank, alpha and weight."""
+    lora = {**card.get("lora", {}), "rank": weights.rank, "alpha": weights.alpha}
+    return {**card, "lora": lora, "blend": {"weight": weight, "production": production_version}}
+
+
+@learn.command()
+@registry_option
+@click.option("--candidate", "candidate_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path), help="A `learn train` output folder.")
 @click.option("--corrections", "corrections_dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The collected dataset it was trained on (its heldout.jsonl is one gate set).")
@@ -308,10 +407,13 @@ def gate(registry_dir: Path | None, candidate_dir: Path, corrections_dir: Path, 
     perplexity = {"production": gating.card_perplexity(production_adapter),
                   "candidate": gating.card_perplexity(candidate_adapter)}
     rule = gating.GateRule(margin=margin, max_perplexity_drift=max_perplexity_drift)
-    decision = gating.decide(scores, perplexity, rule)
+    blind = {path.stem for path in (blind_files or gating.BLIND_SETS)}  # a set named both keeps the strict rule
+    forgetting = [path.stem for path in (forgetting_files or gating.FORGETTING_SETS) if path.stem not in blind]
+    decision = gating.decide(scores, perplexity, rule, forgetting=forgetting)
     report_dir = candidate_dir / "gate"
     meta = {"candidate_version": version, "production_version": production.version, "rule": rule.__dict__,
-            "set_files": {name: str(path) for name, path in sets.items()}, "perplexity": perplexity, "by": by}
+            "set_files": {name: str(path) for name, path in sets.items()}, "forgetting_sets": forgetting,
+            "perplexity": perplexity, "by": by}
     reports = gating.write_report(report_dir, decision, meta)
     click.echo(gating.render_table(decision))
     if dry_run:
@@ -338,16 +440,18 @@ def gate(registry_dir: Path | None, candidate_dir: Path, corrections_dir: Path, 
 @learn.command()
 @click.argument("gate_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--update-docs", "document", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Rewrite the <!-- eval:BLOCK:start/end --> block of this document from GATE_JSON.")
+              help="Rewrite the <!-- eval:BLOCK:start/end --> block of this document from GATE_JSON (or a blend.json).")
 @click.option("--block", default="learning", show_default=True, help="The block's name in the document.")
 def report(gate_json: Path, document: Path | None, block: str) -> None:
-    """Print a gate's before/after table (or write it into a document's learning block)."""
+    """Print a gate's before/after table, or a blend's per-weight table (or write it into a document's block)."""
     import json
 
     from streamer.evaluation.report import DocsError, replace_block
+    from streamer.learning.blend import render_blend_table
     from streamer.learning.gate import render_docs_block
 
-    table = render_docs_block(json.loads(gate_json.read_text()))
+    payload = json.loads(gate_json.read_text())
+    table = render_blend_table(payload) if "weights" in payload else render_docs_block(payload)
     if document is None:
         click.echo(table)
         return

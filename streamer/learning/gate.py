@@ -7,7 +7,13 @@ The candidate is promoted only if every check passes:
 
 - exact match on each set does not drop by more than the noise margin
   (`margin` of the set's size, at least one message);
-- silent errors (wrong trades published) do not rise on any set, by even one;
+- silent errors (wrong trades published) do not rise, by even one, on the
+  blind sets and the held-out corrections;
+- on the forgetting sets (the old dev sets) both stay within the noise margin:
+  the issue's "forgetting measures stay within bounds". These sets are
+  development data (a blend's weight is chosen on them), so one flipped line
+  among hundreds there is noise, not evidence; the blind sets carry the
+  strict rule;
 - English perplexity (plain text, the adapter card's number) drifts by at most
   `max_perplexity_drift` from production's: a cheap sign the model forgot language.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -60,16 +67,25 @@ def set_scores(metrics: dict) -> dict:
             "review": round(metrics["flag_rate"] * n), "n": n}
 
 
-def decide(scores: dict[str, dict[str, dict]], perplexity: dict[str, float | None], rule: GateRule) -> GateDecision:
-    """`scores[set][model]` with models 'production' and 'candidate'; every check must pass."""
+def set_checks(name: str, production: dict, candidate: dict, rule: GateRule, forgetting: bool = False) -> list[Check]:
+    """One set's two checks: exact match within the margin; silent errors not up (forgetting sets: within it)."""
+    drop = rule.allowed_drop(production["n"])
+    rise = drop if forgetting else 0
+    return [Check(f"{name}: exact match", production["exact"], candidate["exact"], f"≥ production - {drop}",
+                  candidate["exact"] >= production["exact"] - drop),
+            Check(f"{name}: silent errors", production["silent"], candidate["silent"],
+                  f"≤ production + {rise}" if rise else "≤ production", candidate["silent"] <= production["silent"] + rise)]
+
+
+def decide(scores: dict[str, dict[str, dict]], perplexity: dict[str, float | None], rule: GateRule,
+           forgetting: Collection[str] = ()) -> GateDecision:
+    """`scores[set][model]` with models 'production' and 'candidate'; every check must pass.
+
+    `forgetting` names the sets that are old development data (bounded drift) rather than blind ones.
+    """
     checks = []
     for name, by_model in scores.items():
-        production, candidate = by_model["production"], by_model["candidate"]
-        drop = rule.allowed_drop(production["n"])
-        checks.append(Check(f"{name}: exact match", production["exact"], candidate["exact"],
-                            f"≥ production - {drop}", candidate["exact"] >= production["exact"] - drop))
-        checks.append(Check(f"{name}: silent errors", production["silent"], candidate["silent"], "≤ production",
-                            candidate["silent"] <= production["silent"]))
+        checks += set_checks(name, by_model["production"], by_model["candidate"], rule, forgetting=name in forgetting)
     before, after = perplexity.get("production"), perplexity.get("candidate")
     if before and after:
         checks.append(Check("English perplexity", before, after, f"≤ production × {1 + rule.max_perplexity_drift:g}",

@@ -30,6 +30,19 @@ def test_promotion_needs_every_check(production, candidate, perplexity, promote,
     assert ("**promote**" if promote else "**reject**") in render_table(decision)
 
 
+@pytest.mark.parametrize("candidate, forgetting, promote, failed", [
+    ((178, 12), True, True, []),                                    # an old dev set: silent errors within the margin
+    ((178, 13), True, False, ["blind: silent errors"]),             # 3 more: beyond the margin (2 of 200)
+    ((177, 10), True, False, ["blind: exact match"]),
+    ((180, 11), False, False, ["blind: silent errors"]),            # a blind set: not even one more
+])
+def test_the_old_dev_sets_allow_bounded_drift_the_blind_sets_none(candidate, forgetting, promote, failed):
+    decision = decide(scores((180, 10), candidate), {"production": 76.0, "candidate": 76.0}, GateRule(),
+                      forgetting=["blind"] if forgetting else [])
+    assert decision.promote is promote
+    assert [check.name for check in decision.checks if not check.passed] == failed
+
+
 @pytest.mark.parametrize("n, allowed", [(10, 1), (99, 1), (200, 2), (367, 3)])
 def test_the_noise_margin_is_at_least_one_message(n, allowed):
     assert GateRule().allowed_drop(n) == allowed

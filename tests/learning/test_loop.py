@@ -1,6 +1,6 @@
 """The whole continuous-learning loop at tiny scale, on the embedded broker with the real model and a real (two-step)
-fine-tune: corrections published -> collect -> train -> gate promotes -> a running worker switches version mid-stream,
-with no message lost or parsed twice across the switch.
+fine-tune: corrections published -> collect -> train -> blend with production -> gate promotes -> a running worker
+switches version mid-stream (to the blend, an adapter of twice the rank), with no message lost or parsed twice.
 
 The two steps use a tiny learning rate, so the candidate parses like production and the gate's "no drop" checks
 hold by construction: this test is about the loop's mechanics; docs/learning.md is the real run.
@@ -91,7 +91,10 @@ def test_corrections_to_a_promoted_model_that_a_running_worker_swaps_to(default_
 
         invoke("learn", "train", "--corrections", str(tmp_path / "c1"), "--out", str(tmp_path / "cand"),
                "--steps", "2", "--lr", "1e-7", "--replay", str(small), "--case-variants", "0")
-        invoke("learn", "gate", "--candidate", str(tmp_path / "cand"), "--corrections", str(tmp_path / "c1"),
+        invoke("learn", "blend", "--candidate", str(tmp_path / "cand"), "--out", str(tmp_path / "blend"),
+               "--weights", "0.5", "--dev", str(small))
+        assert json.loads((tmp_path / "blend" / "adapter.json").read_text())["blend"]["weight"] == 0.5
+        invoke("learn", "gate", "--candidate", str(tmp_path / "blend"), "--corrections", str(tmp_path / "c1"),
                "--by", "ann", "--blind", str(small), "--forgetting", str(small))
         assert registry.current().version == "v1" and registry.get("v1").parent == "v0"
         assert (registry.path / "v1" / "gate.png").is_file()
