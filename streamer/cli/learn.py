@@ -288,7 +288,7 @@ def blend(registry_dir: Path | None, candidate_dir: Path, out_dir: Path, weights
     try:
         tried = sorted({float(w) for w in weights.split(",") if w.strip()})
     except ValueError:
-        raise click.ClickException(f"--weights {weights!r}: give numbers in (0, 1] separated by commas") from None
+        tried = []
     if not tried or not all(0 < w <= 1 for w in tried):
         raise click.ClickException(f"--weights {weights!r}: give numbers in (0, 1] separated by commas")
     registry = open_registry(registry_dir)
@@ -307,19 +307,20 @@ def blend(registry_dir: Path | None, candidate_dir: Path, out_dir: Path, weights
     out_dir.mkdir(parents=True, exist_ok=True)
     tries = out_dir / "tried"
     tries.mkdir(exist_ok=True)
-    adapters = {"production": production_adapter}
+    adapters, blends = {"production": production_adapter}, {1.0: candidate}
     for weight in tried:
         if weight == 1.0:
             adapters["w1"] = candidate_adapter
             continue
         path = tries / f"w{weight:g}.gguf"
         try:
-            blended = blending.blend_adapters(candidate, original, weight)
+            blends[weight] = blending.blend_adapters(candidate, original, weight)
         except MergeError as err:
             raise click.ClickException(f"cannot blend {candidate_adapter} with {production_adapter}: {err}") from None
-        write_adapter_gguf(blended, path, "blend")
+        write_adapter_gguf(blends[weight], path, "blend")
         # the card beside it names the prompt the adapters were trained with (without it the parser falls back)
-        path.with_suffix(".json").write_text(json.dumps(_blend_card(card, blended, weight, production.version)) + "\n")
+        path.with_suffix(".json").write_text(json.dumps(_blend_card(card, blends[weight], weight, production.version))
+                                             + "\n")
         adapters[f"w{weight:g}"] = path
     click.echo(f"learn: {len(tried)} blend weights of {candidate_dir} and {production.version} on "
                f"{', '.join(f'{name} ({_lines(path)})' for name, path in sets.items())}", err=True)
@@ -340,7 +341,7 @@ def blend(registry_dir: Path | None, candidate_dir: Path, out_dir: Path, weights
                                    f"{out_dir / 'blend.json'}")
     shutil.copyfile(adapters[f"w{chosen.weight:g}"], out_dir / "adapter.gguf")
     if chosen.weight != 1.0:  # weight 1 is the candidate: its card already holds its perplexity
-        weights_out = blending.blend_adapters(candidate, original, chosen.weight)
+        weights_out = blends[chosen.weight]
         card = _blend_card(card, weights_out, chosen.weight, production.version)
         card["blend"].update({"candidate": str(candidate_adapter), "chosen_on": list(sets),
                               "report": str(out_dir / "blend.json")})
@@ -397,6 +398,7 @@ def gate(registry_dir: Path | None, candidate_dir: Path, corrections_dir: Path, 
         raise click.ClickException(f"{candidate_dir} holds no adapter.gguf: run `streamer learn train` first")
     version = version_name or next(f"v{i}" for i in range(1, 10_000) if f"v{i}" not in taken)
     sets = {path.stem: path for path in (blind_files or gating.BLIND_SETS)}
+    blind = set(sets)  # a set named both blind and forgetting keeps the blind sets' strict rule
     heldout = corrections_dir / "heldout.jsonl"
     if heldout.is_file() and _lines(heldout):
         sets["corrections_heldout"] = heldout
@@ -407,7 +409,6 @@ def gate(registry_dir: Path | None, candidate_dir: Path, corrections_dir: Path, 
     perplexity = {"production": gating.card_perplexity(production_adapter),
                   "candidate": gating.card_perplexity(candidate_adapter)}
     rule = gating.GateRule(margin=margin, max_perplexity_drift=max_perplexity_drift)
-    blind = {path.stem for path in (blind_files or gating.BLIND_SETS)}  # a set named both keeps the strict rule
     forgetting = [path.stem for path in (forgetting_files or gating.FORGETTING_SETS) if path.stem not in blind]
     decision = gating.decide(scores, perplexity, rule, forgetting=forgetting)
     report_dir = candidate_dir / "gate"
