@@ -44,6 +44,7 @@ ReasonCode = Literal[
     "multiple_trades",         # one message, several trades: not supported yet
     "invalid_model_output",    # generation ended without a complete object
     "rules_disagree",          # the rule-based cross-check reads this field differently
+    "models_disagree",         # the second-opinion adapter reads this field differently
     "instruction_like",        # the text reads as instructions to the parser (role markers, field syntax, "do not book")
     "limit_exceeded",          # over a pre-trade limit (size, notional, price band) of the limits file
 ]

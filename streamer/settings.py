@@ -84,6 +84,12 @@ class Settings(BaseSettings):
                     "this (fewer flags, more silent errors; measured in docs/evaluation.md); empty = every "
                     "disagreement in scope goes to review.",
     )
+    second_opinion: str = Field(
+        default="bundled",
+        description="A second adapter that parses every message too; a field it reads differently goes to review "
+                    "(models_disagree): 'bundled' = the shipped second adapter (on the bundled model only), a GGUF "
+                    "LoRA path, or 'none'. Costs a second generation per message (docs/evaluation.md).",
+    )
     registry_dir: Path | None = Field(
         default=None,
         description="Model registry directory: workers load its current version at start and swap to a newly "

@@ -9,8 +9,8 @@ from streamer.settings import Settings
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    """The bundled SmolLM2 with no adapter: what the untuned model does."""
-    return Settings(adapter_path="none", n_threads=2)
+    """The bundled SmolLM2 with no adapter: what the untuned model does (alone: no second opinion)."""
+    return Settings(adapter_path="none", second_opinion="none", n_threads=2)
 
 
 @pytest.fixture(scope="session")

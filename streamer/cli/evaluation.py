@@ -18,7 +18,7 @@ from streamer.settings import AdapterMerge, CrossCheckScope
 # --config keys and the Settings field each one sets.
 CONFIG_KEYS = {"model": "model_path", "adapter": "adapter_path", "prompt": "prompt_version",
                "threshold": "confidence_threshold", "cross_check": "rules_cross_check", "trust": "cross_check_trust",
-               "scope": "cross_check_scope", "merge": "adapter_merge"}
+               "scope": "cross_check_scope", "merge": "adapter_merge", "second": "second_opinion"}
 _SWITCH = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False, "0": False}
 _SCOPES = get_args(CrossCheckScope)
 _MERGES = get_args(AdapterMerge)
@@ -87,15 +87,20 @@ def _parse_configs(ctx, param, values: tuple[str, ...]) -> list[EvalConfig]:
 @click.option("--config", "--compare", "configs", multiple=True, metavar="NAME:SPEC", callback=_parse_configs,
               help="A named configuration; repeat it to compare several side by side. SPEC is 'baseline' or "
                    "KEY=VALUE[,KEY=VALUE] with KEY in model, adapter, prompt, threshold, cross_check (on|off), "
-                   "trust, scope (omissions|all), merge (off|q4_0|q5_0|...); empty SPEC = the options given on the command line.")
+                   "trust, scope (omissions|all), merge (off|q4_0|q5_0|...), second (bundled|none|PATH: the second-opinion "
+                   "adapter); empty SPEC = the options given on the command line.")
 @click.option("--update-docs", is_flag=True,
               help="After the run, copy eval.json and eval.png to docs/results/eval/<gold file stem>.json/.png and "
                    "rewrite the <!-- eval:<stem>:start/end --> blocks of README.md and the model card from it.")
+@click.option("--docs-name", default=None, metavar="NAME",
+              help="With --update-docs: publish as block and results file NAME instead of the gold file's stem "
+                   "(a second comparison on the same file, e.g. hand_dev-second-opinion).")
 @click.option("--render-docs", is_flag=True,
               help="Run nothing: rewrite every eval block in the docs from the committed docs/results/eval/*.json.")
 @model_options
 def eval_command(gold_path: Path | None, limit: int | None, out_dir: Path | None, baseline: bool,
-                 configs: list[EvalConfig], update_docs: bool, render_docs: bool, **options) -> None:
+                 configs: list[EvalConfig], update_docs: bool, docs_name: str | None, render_docs: bool,
+                 **options) -> None:
     """Score the parser against a gold file: per-field P/R/F1, exact match, flags, calibration, speed.
 
     Prints a markdown table on stdout and writes eval.json (every number),
@@ -123,11 +128,13 @@ def eval_command(gold_path: Path | None, limit: int | None, out_dir: Path | None
 
     given = {k: v for k, v in options.items() if v is not None}
     if render_docs:
-        _render_docs(gold_path, limit, out_dir, baseline, configs, update_docs, given)
+        _render_docs(gold_path, limit, out_dir, baseline, configs, update_docs or docs_name, given)
         return
     if gold_path is None:
         raise click.UsageError("Missing option '--gold'.")
-    docs_block = _docs_block(gold_path, limit) if update_docs else None
+    if docs_name is not None and not update_docs:
+        raise click.UsageError("--docs-name names what --update-docs publishes; add --update-docs")
+    docs_block = _docs_block(gold_path, limit, docs_name) if update_docs else None
     if baseline and configs:
         raise click.UsageError("--baseline and --config do not mix; add --config NAME:baseline instead")
     if baseline and given:
@@ -157,14 +164,14 @@ def eval_command(gold_path: Path | None, limit: int | None, out_dir: Path | None
                       f"{', '.join(str(p) for p in changed) or 'no document (already current)'}", highlight=False)
 
 
-def _docs_block(gold_path: Path, limit: int | None) -> str:
+def _docs_block(gold_path: Path, limit: int | None, docs_name: str | None = None) -> str:
     """The docs block --update-docs will write, checked before any model runs."""
     from streamer.evaluation import report
 
     if limit is not None:
         raise click.UsageError("--update-docs publishes numbers for the whole gold file; drop --limit")
     try:
-        name = report.block_name(gold_path)
+        name = report.block_name(Path(f"{docs_name}.jsonl") if docs_name else gold_path)
         report.documents_with_block(name)
     except report.DocsError as err:
         raise click.ClickException(str(err)) from None
@@ -241,6 +248,7 @@ def _evaluate_all(configs: list[EvalConfig], settings: dict, examples, console) 
             "rules_cross_check": config_settings.rules_cross_check,
             "cross_check_trust": config_settings.cross_check_trust,
             "cross_check_scope": config_settings.cross_check_scope,
+            "second_opinion": parser.second.adapter_id if parser.second else None,
             "n_threads": config_settings.n_threads,
             "generations_from": first_name,
             "overrides": {name: str(v) for name, v in config.overrides.items()},

@@ -38,6 +38,9 @@ def model_options(fn):
         click.option("--cross-check-trust", type=float, default=None,
                      help="Model confidence at which a field the rules read differently still passes: fewer flags, "
                           "more silent errors (default: never; see docs/evaluation.md)."),
+        click.option("--second-opinion", default=None, metavar="bundled|none|PATH",
+                     help="A second adapter that parses every message too; fields it reads differently go to review "
+                          "(default bundled; env STREAMER_SECOND_OPINION)."),
         click.option("--n-gpu-layers", type=int, default=None, help="Layers to offload to a GPU (-1 = all)."),
         click.option("--cpu-extra-buffers", type=click.Choice(get_args(CpuExtraBuffers)), default=None,
                      help="llama.cpp's extra CPU weight buffers (repacking, AMX): 'auto' (default) turns them off "

@@ -188,6 +188,8 @@ def run_parser(parser: MessageParser, examples: Sequence[GoldExample], name: str
 
 def close_parser(parser: object) -> None:
     """Free the llama.cpp model now, so the next configuration does not hold two in memory."""
-    llm = getattr(getattr(parser, "model", None), "llm", None)
-    if llm is not None and hasattr(llm, "close"):
-        llm.close()
+    second = getattr(parser, "second", None)
+    for model in (getattr(parser, "model", None), getattr(second, "model", None)):
+        llm = getattr(model, "llm", None)
+        if llm is not None and hasattr(llm, "close"):
+            llm.close()

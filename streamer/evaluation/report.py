@@ -287,6 +287,8 @@ def _describe(config: dict) -> str:
         check = "no rules cross-check"
     words = (f"`{parser.get('model')}`, {adapter}, prompt `{parser.get('prompt_version')}`, "
              f"threshold {parser.get('confidence_threshold')}, {check}")
+    if parser.get("second_opinion"):  # results files older than the second opinion have no such key
+        words += f", second opinion `{parser['second_opinion']}`"
     if parser.get("generations_from") not in (None, config["name"]):
         words += f" (judges the generations of `{parser['generations_from']}`)"
     return words

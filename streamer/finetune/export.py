@@ -228,7 +228,8 @@ def check_parity(peft_model, tokens, base_path: Path, adapter_path: Path, texts:
     from streamer.settings import Settings
 
     result = ParityResult()
-    settings = Settings(model_path=base_path, adapter_path=str(adapter_path), n_threads=n_threads, prompt_version=None)
+    settings = Settings(model_path=base_path, adapter_path=str(adapter_path), n_threads=n_threads, prompt_version=None,
+                        second_opinion="none")  # parity compares one adapter's raw output with torch's
     parser = Parser(settings)
     sequences = []
     for text in texts:

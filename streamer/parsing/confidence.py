@@ -134,10 +134,11 @@ def same_value(a: object, b: object) -> bool:
     return a == b
 
 
-def disagreements(values: Mapping[str, object], second: Mapping[str, object]) -> list[Reason]:
-    """`rules_disagree` per field the second opinion reads differently; a different intent is one reason."""
+def disagreements(values: Mapping[str, object], second: Mapping[str, object], code: str = "rules_disagree",
+                  who: str = "rules") -> list[Reason]:
+    """A `code` reason per field the second opinion (`who`) reads differently; a different intent is one reason."""
     def reason(name: str) -> Reason:
-        return Reason(code="rules_disagree", field=name, detail=f"model {values.get(name)!r}, rules {second.get(name)!r}")
+        return Reason(code=code, field=name, detail=f"model {values.get(name)!r}, {who} {second.get(name)!r}")
 
     if values.get("intent") != second.get("intent"):
         return [reason("intent")]

@@ -13,7 +13,9 @@ per symbol:
     max_notional = 20_000_000             # quantity x price, where the message gives a price
     price_band = { reference = 190.0, max_deviation_pct = 15 }
 
-A trade over any limit that applies (its asset class's and its symbol's) goes
+A cash amount ("sell $10m of IWM": a unit-counted class with a currency written
+next to the amount) is money, not a count: it is held to `max_notional`, not
+`max_quantity`. A trade over any limit that applies (its asset class's and its symbol's) goes
 to review with `limit_exceeded`, the limit and its line named in the detail.
 A file that cannot be read is a `LimitsError` at start-up naming the file and line.
 """
@@ -76,9 +78,13 @@ class Limits:
                 continue
             where = f"{section}.{name} ({self.path.name}:{self.lines.get((section, name), '?')})"
             quantity, price = fields.get("quantity"), fields.get("price")
-            if rule.max_quantity is not None and quantity is not None and quantity > rule.max_quantity:
+            if quantity is not None and is_cash_amount(fields):  # "$10m of IWM": the amount is the notional
+                if rule.max_notional is not None and quantity > rule.max_notional:
+                    found.append(("quantity", f"notional {quantity:,.10g} {fields['currency']} (a cash amount) over "
+                                              f"max_notional {rule.max_notional:,.10g} of {where}"))
+            elif rule.max_quantity is not None and quantity is not None and quantity > rule.max_quantity:
                 found.append(("quantity", f"quantity {quantity:,.10g} over max_quantity {rule.max_quantity:,.10g} of {where}"))
-            if rule.max_notional is not None and quantity is not None and price is not None:
+            if rule.max_notional is not None and quantity is not None and price is not None and not is_cash_amount(fields):
                 notional = quantity * price
                 if notional > rule.max_notional:
                     found.append(("quantity", f"notional {notional:,.10g} (quantity x price) over max_notional "
@@ -90,6 +96,16 @@ class Limits:
                     found.append(("price", f"price {price:,.10g} is {deviation:.1f}% from the reference "
                                            f"{band.reference:,.10g}, over max_deviation_pct {band.max_deviation_pct:g} of {where}"))
         return found
+
+
+# Classes whose quantity counts units (shares, coins, contracts, ounces): with a currency written next to the amount
+# ("sell 2m EUR of SAP", "$2m BTC") the quantity is money, not a count (docs/CONVENTIONS.md, `currency`).
+UNIT_COUNTED_CLASSES = frozenset({"equity", "crypto", "commodity", "future"})
+
+
+def is_cash_amount(fields: dict) -> bool:
+    """Is the trade's quantity an amount of money rather than a count of units?"""
+    return fields.get("asset_class") in UNIT_COUNTED_CLASSES and fields.get("currency") is not None
 
 
 def load_limits(setting: str | Path | None) -> Limits | None:

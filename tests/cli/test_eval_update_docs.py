@@ -54,7 +54,19 @@ def test_update_docs_publishes_the_run_and_rewrites_the_block(checkout, tmp_path
     assert (checkout / "README.md").read_text() == readme
 
 
+def test_docs_name_publishes_a_second_comparison_on_the_same_file(checkout, tmp_path):
+    (checkout / "README.md").write_text(BLOCK + "<!-- eval:gold_test-rules:start -->\n<!-- eval:gold_test-rules:end -->\n")
+    result = _eval("--gold", str(GOLD_TEST), "--baseline", "--out-dir", str(tmp_path / "run"), "--update-docs",
+                   "--docs-name", "gold_test-rules")
+    assert result.exit_code == 0, result.output
+    assert (checkout / "docs" / "results" / "eval" / "gold_test-rules.json").is_file()
+    assert not (checkout / "docs" / "results" / "eval" / "gold_test.json").exists()
+    readme = (checkout / "README.md").read_text()
+    assert "numbers typed by hand" in readme and "docs/results/eval/gold_test-rules.json" in readme
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--gold", str(GOLD_TEST), "--baseline", "--docs-name", "x"], "add --update-docs"),
     (["--gold", str(GOLD_TEST), "--baseline", "--limit", "5", "--update-docs"], "drop --limit"),
     (["--render-docs", "--gold", str(GOLD_TEST)], "--render-docs runs nothing; drop --gold"),
     (["--render-docs", "--n-threads", "2"], "drop --n-threads"),

@@ -27,6 +27,15 @@ def test_disagreements(second, fields):
     assert all(r.code == "rules_disagree" and r.detail.startswith("model ") for r in reasons)
 
 
+@pytest.mark.parametrize("code, who, detail", [
+    ("rules_disagree", "rules", "model 1.271, rules 1.272"),
+    ("models_disagree", "smollm2-135m-trades-v10a", "model 1.271, smollm2-135m-trades-v10a 1.272"),
+])
+def test_disagreements_name_the_second_opinion(code, who, detail):
+    [reason] = disagreements(ORDER, {**ORDER, "price": 1.272}, code, who)
+    assert (reason.code, reason.field, reason.detail) == (code, "price", detail)
+
+
 @pytest.mark.parametrize("scores, trust, already, scope, doubted_fields", [
     ({"price": 0.80, "side": 0.999}, 0.99, set(), "all", ["price"]),        # sure of the side: the rules are overruled
     ({"price": 0.99, "side": 0.99}, 0.99, set(), "all", []),                # at the trust level passes

@@ -36,6 +36,12 @@ def limits(tmp_path):
     ({"asset_class": "equity", "symbol": "AAPL", "quantity": 10, "price": 250.0},
      [("price", "price 250 is 31.6% from the reference 190, over max_deviation_pct 15 of symbol.AAPL (limits.toml:4)")]),
     ({"asset_class": "equity", "symbol": "AAPL", "quantity": None, "price": None}, []),      # nothing to compare
+    # a currency next to the amount makes it money: held to max_notional, never to the share count
+    ({"asset_class": "equity", "symbol": "AAPL", "quantity": 5e6, "currency": "USD", "price": 190.0}, []),
+    ({"asset_class": "equity", "symbol": "AAPL", "quantity": 25e6, "currency": "USD"},
+     [("quantity", "notional 25,000,000 USD (a cash amount) over max_notional 20,000,000 of symbol.AAPL (limits.toml:4)")]),
+    ({"asset_class": "fx_spot", "symbol": "EURUSD", "quantity": 1.5e9, "currency": "EUR"},  # FX: always the dealt amount
+     [("quantity", "quantity 1,500,000,000 over max_quantity 1,000,000,000 of asset_class.fx_spot (limits.toml:1)")]),
 ])
 def test_exceeded(limits, fields, expected):
     assert limits.exceeded(fields) == expected
@@ -47,6 +53,19 @@ def test_shipped_defaults_stop_any_fx_order_over_a_yard():
     for asset_class in ("fx_spot", "fx_forward", "fx_swap", "fx_option"):
         assert limits.exceeded({"asset_class": asset_class, "quantity": 1_000_000_001})
         assert not limits.exceeded({"asset_class": asset_class, "quantity": 1_000_000_000})
+
+
+@pytest.mark.parametrize("fields, over", [
+    ({"asset_class": "crypto", "symbol": "XRPUSD", "quantity": 25_000}, False),       # a coin worth cents
+    ({"asset_class": "crypto", "symbol": "BTCUSD", "quantity": 600}, True),           # a coin worth 100k
+    ({"asset_class": "crypto", "symbol": "BTCUSD", "quantity": 2e6, "currency": "USD"}, False),  # "$2m BTC"
+    ({"asset_class": "crypto", "symbol": "BTCUSD", "quantity": 2e9, "currency": "USD"}, True),
+    ({"asset_class": "equity", "symbol": "AZN", "quantity": 4e6, "currency": "GBP"}, False),      # "sell £4m of AZN"
+    ({"asset_class": "equity", "symbol": "AZN", "quantity": 4e6}, True),                          # 4m shares
+    ({"asset_class": "commodity", "symbol": "GOLD", "quantity": 2e9, "currency": "USD"}, True),
+])
+def test_shipped_defaults_count_coins_and_cash_sensibly(fields, over):
+    assert bool(load_limits("default").exceeded(fields)) is over
 
 
 @pytest.mark.parametrize("setting", ["none", "off", "NONE"])

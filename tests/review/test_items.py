@@ -40,6 +40,12 @@ def rules_reason(model, rules):
      "the message reads like instructions to the parser (override: 'ignore previous instructions')"),
     (Reason(code="limit_exceeded", field="quantity", detail="fx max_quantity 1e9"),
      "over a pre-trade limit (fx max_quantity 1e9)"),
+    (Reason(code="models_disagree", field="side", detail="model 'buy', smollm2-135m-trades-v10a 'sell'"),
+     "second model read side as sell, model as buy"),
+    (Reason(code="models_disagree", field="tenor", detail="model None, smollm2-135m-trades-v10a '1M'"),
+     "second model read tenor as 1M, model left it empty"),
+    (Reason(code="models_disagree", detail="smollm2-135m-trades-v10a wrote no readable output"),
+     "the second model reads a field differently (smollm2-135m-trades-v10a wrote no readable output)"),
 ])
 def test_reasons_in_words(reason, words):
     assert describe_reason(reason) == words
