@@ -18,7 +18,8 @@ from typing import Literal, Union
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.1"  # 1.1: Trade.review (optional) and Correction, for the review desk
+SCHEMA_VERSION = "1.2"  # 1.1: Trade.review (optional) and Correction, for the review desk; 1.2: reason models_disagree
+# and Provenance.second_opinion (optional)
 
 Intent = Literal["order", "rfq", "quote", "cancel", "none"]
 Side = Literal["buy", "sell", "two_way"]
@@ -115,6 +116,8 @@ class Provenance(_Model):
     prompt_tokens_evaluated: int = Field(description="Prompt tokens llama.cpp had to evaluate (the rest came from the KV cache).")
     generated_tokens: int
     model_version: str | None = Field(default=None, description="the model registry version, when the worker runs one")
+    second_opinion: str | None = Field(default=None, description="the second-opinion adapter that also read the "
+                                       "message (its disagreements are models_disagree reasons); null when none ran")
 
 
 class TradeFields(_Model):

@@ -169,6 +169,7 @@ class Parser:
                 prompt_tokens_evaluated=evaluated,
                 generated_tokens=len(ranges),
                 model_version=self.settings.model_version,
+                second_opinion=self.second.adapter_id if second_output is not None else None,
             )
             results[index] = self._decide(messages[index], output, ranges, logprobs, provenance, sources[index],
                                           second_output)

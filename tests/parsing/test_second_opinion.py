@@ -65,6 +65,7 @@ def test_flags_exactly_the_fields_the_two_adapters_read_differently(default_pars
             other_reasons = {r.field for r in getattr(both, "reasons", []) if r.code != "models_disagree"}
             assert flagged == [f for f in differ if f not in other_reasons], text  # a field keeps its first reason
             assert (both.trade if isinstance(both, LowConfidence) else both).model_dump()["side"] == ours_fields["side"]
+            assert (both.provenance.second_opinion, ours.provenance.second_opinion) == ("smollm2-135m-trades-v10a", None)
     finally:
         main.close()
         second.close()
