@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from streamer.learning.gate import GateRule, set_checks
 from streamer.parsing.merged import LoraWeights, MergeError
 
-DEFAULT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
-
-
 def blend_adapters(candidate: LoraWeights, production: LoraWeights, weight: float) -> LoraWeights:
     """The adapter whose delta is `weight` × the candidate's plus (1 - `weight`) × production's, exactly.
 

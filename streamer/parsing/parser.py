@@ -139,10 +139,12 @@ class Parser:
             else:
                 pending.append(index)
         bodies: dict[int, list[int]] = {}
+        second_bodies: dict[int, list[int] | None] = {}
         for index in pending:
             body = self.tokens.message_ids(messages[index].text)
+            second_bodies[index] = self.second.body(messages[index].text) if self.second else None
             too_long = len(self.tokens.prefix) + len(body) + len(self.tokens.suffix) + self.settings.max_tokens > self.settings.n_ctx
-            if too_long or (self.second is not None and not self.second.fits(messages[index].text)):
+            if too_long or (self.second is not None and second_bodies[index] is None):
                 results[index] = ParseError(
                     f"message is {len(body)} tokens; with the prompt it exceeds n_ctx={self.settings.n_ctx}")
             else:
@@ -152,7 +154,8 @@ class Parser:
             started = time.perf_counter()
             with self._lock:
                 generated = self._decoder.generate([bodies[i] for i in order])
-                second = self.second.generate([messages[i].text for i in order]) if self.second else [None] * len(order)
+                second = (self.second.generate([second_bodies[i] for i in order]) if self.second
+                          else [None] * len(order))
             latency_ms = (time.perf_counter() - started) * 1000
             for index, generation, second_output in zip(order, generated, second):
                 generations[index] = (generation.output, generation.ranges, generation.logprobs, generation.evaluated,

@@ -55,14 +55,14 @@ class SecondOpinion:
         model = load_model(settings.model_copy(update={"adapter_path": str(adapter), "model_path": model_path}))
         return cls(settings, model)
 
-    def fits(self, text: str) -> bool:
-        body = self.tokens.message_ids(text)
-        return len(self.tokens.prefix) + len(body) + len(self.tokens.suffix) + self.decoder.max_tokens \
-            <= self.decoder.n_ctx_per_message
+    def body(self, text: str) -> list[int] | None:
+        """The tokens to decode for `text` (message + prompt suffix), or None when they do not fit the context."""
+        body = self.tokens.message_ids(text) + self.tokens.suffix
+        fits = len(self.tokens.prefix) + len(body) + self.decoder.max_tokens <= self.decoder.n_ctx_per_message
+        return body if fits else None
 
-    def generate(self, texts: list[str]) -> list[bytes]:
-        """The second adapter's raw output for each text, in order."""
-        bodies = [self.tokens.message_ids(text) + self.tokens.suffix for text in texts]
+    def generate(self, bodies: list[list[int]]) -> list[bytes]:
+        """The second adapter's raw output for each body (from `body`), in order."""
         return [generation.output for generation in self.decoder.generate(bodies)]
 
     @staticmethod
