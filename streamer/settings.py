@@ -62,7 +62,11 @@ class Settings(BaseSettings):
         description="Jump-forward: tokens of the output template guessed after each step and checked by the model "
                     "in the same decode (only confirmed ones are kept, so outputs do not change); 0 = off.",
     )
-    confidence_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Below this a result goes to review.")
+    confidence_threshold: float = Field(
+        default=0.6, ge=0.0, le=1.0,
+        description="Below this a result goes to review (0.6: chosen on development data against a 10% review "
+                    "budget; docs/evaluation.md, 'Review threshold').",
+    )
     prompt_version: str | None = Field(default=None, description="Force a prompt version; empty = the adapter's, else few-shot.")
     limits_path: str = Field(
         default="default",

@@ -13,10 +13,10 @@ from streamer.settings import Settings
     ({"STREAMER_N_THREADS": ""}, "n_threads", None),
     ({"STREAMER_ADAPTER_PATH": ""}, "adapter_path", "bundled"),
     ({"STREAMER_N_GPU_LAYERS": ""}, "n_gpu_layers", 0),
-    ({"STREAMER_CONFIDENCE_THRESHOLD": ""}, "confidence_threshold", 0.5),
+    ({"STREAMER_CONFIDENCE_THRESHOLD": ""}, "confidence_threshold", 0.6),
     ({"STREAMER_N_GPU_LAYERS": "-1"}, "n_gpu_layers", -1),
     ({"STREAMER_INPUT_TOPIC": "desk.chat"}, "input_topic", "desk.chat"),
-    ({"STREAMER_CONFIDENCE_THRESHOLD": "0.7"}, "confidence_threshold", 0.7),
+    ({"STREAMER_CONFIDENCE_THRESHOLD": "0.5"}, "confidence_threshold", 0.5),
 ])
 def test_settings_from_environment(monkeypatch, env, field, expected):
     for key, value in env.items():

@@ -15,7 +15,15 @@ per symbol:
 
 A cash amount ("sell $10m of IWM": a unit-counted class with a currency written
 next to the amount) is money, not a count: it is held to `max_notional`, not
-`max_quantity`. A trade over any limit that applies (its asset class's and its symbol's) goes
+`max_quantity`. Money (an FX, bond or swap quantity, a cash amount) in a
+currency listed under `[usd_per_unit]` is converted to dollars before it is
+compared, so "rec 20bn jpy 10y tona" meets the swap limit as $134m, not as
+20 billion:
+
+    [usd_per_unit]
+    JPY = 0.0067                          # rough rates; a currency not listed is compared as written
+
+A trade over any limit that applies (its asset class's and its symbol's) goes
 to review with `limit_exceeded`, the limit and its line named in the detail.
 A file that cannot be read is a `LimitsError` at start-up naming the file and line.
 """
@@ -26,8 +34,9 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveFloat, StringConstraints, ValidationError
 
 from schemas import AssetClass
 
@@ -58,6 +67,7 @@ class LimitsFile(BaseModel):
 
     asset_class: dict[AssetClass, Limit] = {}
     symbol: dict[str, Limit] = {}
+    usd_per_unit: dict[Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")], PositiveFloat] = {}
 
 
 @dataclass(frozen=True)
@@ -78,25 +88,39 @@ class Limits:
                 continue
             where = f"{section}.{name} ({self.path.name}:{self.lines.get((section, name), '?')})"
             quantity, price = fields.get("quantity"), fields.get("price")
+            money, as_usd = self.in_dollars(fields)
             if quantity is not None and is_cash_amount(fields):  # "$10m of IWM": the amount is the notional
-                if rule.max_notional is not None and quantity > rule.max_notional:
-                    found.append(("quantity", f"notional {quantity:,.10g} {fields['currency']} (a cash amount) over "
-                                              f"max_notional {rule.max_notional:,.10g} of {where}"))
-            elif rule.max_quantity is not None and quantity is not None and quantity > rule.max_quantity:
-                found.append(("quantity", f"quantity {quantity:,.10g} over max_quantity {rule.max_quantity:,.10g} of {where}"))
+                if rule.max_notional is not None and money > rule.max_notional:
+                    found.append(("quantity", f"notional {quantity:,.15g} {fields['currency']}{as_usd} (a cash amount) "
+                                              f"over max_notional {rule.max_notional:,.15g} of {where}"))
+            elif rule.max_quantity is not None and quantity is not None and money > rule.max_quantity:
+                found.append(("quantity", f"quantity {quantity:,.15g}{' ' + fields['currency'] if as_usd else ''}{as_usd} "
+                                          f"over max_quantity {rule.max_quantity:,.15g} of {where}"))
             if rule.max_notional is not None and quantity is not None and price is not None and not is_cash_amount(fields):
                 notional = quantity * price
                 if notional > rule.max_notional:
-                    found.append(("quantity", f"notional {notional:,.10g} (quantity x price) over max_notional "
-                                              f"{rule.max_notional:,.10g} of {where}"))
+                    found.append(("quantity", f"notional {notional:,.15g} (quantity x price) over max_notional "
+                                              f"{rule.max_notional:,.15g} of {where}"))
             if rule.price_band is not None and price is not None:
                 band = rule.price_band
                 deviation = abs(price - band.reference) / band.reference * 100
                 if deviation > band.max_deviation_pct:
-                    found.append(("price", f"price {price:,.10g} is {deviation:.1f}% from the reference "
-                                           f"{band.reference:,.10g}, over max_deviation_pct {band.max_deviation_pct:g} of {where}"))
+                    found.append(("price", f"price {price:,.15g} is {deviation:.1f}% from the reference "
+                                           f"{band.reference:,.15g}, over max_deviation_pct {band.max_deviation_pct:g} of {where}"))
         return found
 
+    def in_dollars(self, fields: dict) -> tuple[float | None, str]:
+        """The quantity to compare, and ' (≈ N USD at r)' when it is money converted by `usd_per_unit` (else '')."""
+        quantity, currency = fields.get("quantity"), fields.get("currency")
+        rate = self.rules.usd_per_unit.get(currency or "")
+        is_money = fields.get("asset_class") in MONEY_CLASSES or is_cash_amount(fields)
+        if quantity is None or rate is None or not is_money:
+            return quantity, ""
+        return quantity * rate, f" (≈ {quantity * rate:,.0f} USD at {rate:g})"
+
+
+# Classes whose quantity is an amount of money in the trade's `currency` (the dealt currency, face value, notional).
+MONEY_CLASSES = frozenset({"fx_spot", "fx_forward", "fx_swap", "fx_option", "bond", "rates_swap"})
 
 # Classes whose quantity counts units (shares, coins, contracts, ounces): with a currency written next to the amount
 # ("sell 2m EUR of SAP", "$2m BTC") the quantity is money, not a count (docs/CONVENTIONS.md, `currency`).

@@ -147,6 +147,24 @@ def written_reversed(span: str, pair: str) -> bool:
 OPPOSITE_SIDE = {"buy": "sell", "sell": "buy"}
 
 
+# Closing a position: "get me out of my short" is a buy, "flatten my long" a sell, unwinding a payer (pays fixed,
+# docs/CONVENTIONS.md: a buy) a sell. The model tends to read the position word as the side; the phrase decides it.
+_EXIT = (r"(?:get(?:ting)? (?:me |us )?(?:out|flat)|go flat|take (?:me |us )?out|(?:i'?m|we'?re) out|stop (?:me |us )?out|flatten\w*"
+         r"|square\w*(?: (?:me|us))?(?: up)?|clos(?:e|ing)(?: out)?|unwind\w*|cover\w*|lighten\w*|trim\w*|reduce\w*"
+         r"|cut|scale out|buy back|stop(?:[- ]?loss)? on)")
+_POSITION = r"(?<!\bhow )(?<!\bas )(?<!\bso )(?<!\btoo )(long|short|payer|receiver)(?! (?:weekend|time|day|way|story))"
+_IN_SENTENCE = r"(?:(?![;!?]|\.(?:\s|$)).)"  # not across a sentence's end; "161.80" is no end
+_CLOSING = re.compile(rf"\b{_EXIT}\b{_IN_SENTENCE}{{0,60}}?\b{_POSITION}\b"
+                      rf"|\b{_POSITION}\b{_IN_SENTENCE}{{0,40}}?\b{_EXIT}\b", re.IGNORECASE)
+_CLOSED_BY = {"long": "sell", "payer": "sell", "short": "buy", "receiver": "buy"}
+
+
+def closing_side(text: str) -> str | None:
+    """The side that closes the position a message names ("cover my tsla short" -> buy), or None if it names none."""
+    m = _CLOSING.search(text)
+    return _CLOSED_BY[(m.group(1) or m.group(2)).lower()] if m else None
+
+
 def normalize_crypto(span: str) -> str:
     """'btc' -> BTCUSD, 'eth/usdt' -> ETHUSDT, 'ethbtc' -> ETHBTC, 'bitcoin' -> BTCUSD."""
     parts = [p for p in re.split(r"[\s/\-:]+", _squash(span)) if p and p not in ("vs", "v", "against")]
@@ -498,6 +516,11 @@ def normalize_date(span: str, reference: date) -> str:
     raise NormalizationError("unparseable_value", f"not a tenor or date: {span!r}")
 
 
+# "j" is French jour ("10j" = 10 days) and German Jahr ("10J" = 10 years); for a swap or a bond only years make sense.
+TERM_CLASSES = frozenset({"rates_swap", "bond"})
+_DAYS_IN_J = re.compile(r"\d{1,2}\s*-?\s*j")
+
+
 def normalize_tenor(span: str, reference: date) -> str:
     """'1w' -> 1W, 'o/n' -> ON, '3 months' -> 3M, '1w/2w' -> 2W (far leg), '15 dec' -> ISO date."""
     s = _squash(span).strip(".,!?:;")
@@ -614,12 +637,17 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     if asset_class in FX_CLASSES and out["symbol"] and written_reversed(raw["symbol"], out["symbol"]):
         # selling JPY against USD is buying USDJPY: the side follows the market-order pair
         out["side"] = OPPOSITE_SIDE.get(out["side"], out["side"])
+    closing = closing_side(text)
+    if closing and out["side"] != closing:  # the phrase decides; as sure as the reading that it is a trade at all
+        out["side"], derived["side"] = closing, ("intent",)
     if raw.get("quantity") and after_a_number(raw["quantity"], text):
         reasons.append(("unparseable_value", "quantity", f"{raw['quantity']!r} follows a number: a price handle"))
     else:
         out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
     out["price"] = attempt("price", normalize_price)
     out["tenor"] = attempt("tenor", normalize_tenor, reference)
+    if asset_class in TERM_CLASSES and out["tenor"] and _DAYS_IN_J.fullmatch(_squash(raw["tenor"]).strip(".,!?:; ")):
+        out["tenor"] = out["tenor"][:-1] + "Y"  # German "10J Swap": Jahre, not French jours; no swap runs 10 days
     if asset_class in ("fx_spot", "fx_forward"):  # spot or forward is a matter of the value date
         by_tenor = "fx_spot" if out["tenor"] in SPOT_TENORS else "fx_forward"
         if by_tenor != asset_class:

@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from streamer.parsing.normalize import (
-    NormalizationError, implied_asset_class, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
+    NormalizationError, closing_side, implied_asset_class, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
     normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency, split_pair_tenor,
 )
 
@@ -271,6 +271,18 @@ RAW = {"intent": "order", "side": "buy", "asset_class": "fx_forward", "symbol": 
     # right after a number a fraction is a bond price's handle: no amount, and a reason to look
     ({"asset_class": "bond", "symbol": "T 4.5 05/34", "quantity": "1/2", "tenor": None, "price": None},
      "buy T 4.5 05/34 at 101 1/2", {"quantity": None}, [("unparseable_value", "quantity")]),
+    # "J": Jahre for a swap or bond (German), jours for FX (French)
+    ({"asset_class": "rates_swap", "symbol": "EUR", "tenor": "10J", "price": None}, "zahle 10m EUR 10J Swap",
+     {"tenor": "10Y"}, []),
+    ({"asset_class": "rates_swap", "symbol": "EUR", "tenor": "10 j.", "price": None}, "zahle 10m EUR 10 j. Swap",
+     {"tenor": "10Y"}, []),
+    ({"asset_class": "rates_swap", "symbol": "EUR", "tenor": "10 jahre", "price": None}, "10m EUR 10 jahre",
+     {"tenor": "10Y"}, []),
+    ({"tenor": "10j"}, "achète 10m cable 10j @ 1.2710", {"tenor": "10D"}, []),
+    # closing a position: the phrase decides the side, whatever the model read
+    ({"side": "sell", "tenor": None, "price": None}, "get me out of my cable short, 10m", {"side": "buy"}, []),
+    ({"side": "buy", "quantity": "10", "tenor": None, "price": None}, "flatten my cable pls - long 10 from this morning",
+     {"side": "sell"}, []),
 ])
 def test_normalize_extraction(changes, text, fields, reasons):
     result = normalize_extraction({**RAW, **changes}, text, REF)
@@ -337,3 +349,26 @@ def test_asset_class_follows_the_instrument_and_value_date(changes, asset_class,
     result = normalize_extraction({**RAW, **changes}, "buy 10m cable btc 1w @ 1.2710", REF)
     assert result.fields["asset_class"] == asset_class
     assert result.derived_from.get("asset_class") == derived
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("get me out of the stocky short, 7 bucks, at best", "buy"),
+    ("flatten my eurnok pls - long 12 since yday", "sell"),
+    ("Close Out My Short 600 LULU At 318.50 Or Better", "buy"),
+    ("unwind the 5y sofr payer, 80m", "sell"),              # a payer pays fixed: a buy, so closing it sells
+    ("take me out of the 6y estr receiver, eur 40m", "buy"),
+    ("stop loss on 20 gbpjpy at 190.40, I'm long", "sell"),  # a price's decimal point is no sentence end
+    ("kill the stop on my brent short", "buy"),
+    ("Copper 3M Long, Get Me Out Of 250T At 9,610", "sell"),
+    ("Unwind My 50M USDJPY 3M Outright, I Was Long", "sell"),
+    ("cover half my tsla short pls", "buy"),
+    ("get me flat in aussie, im long 20", "sell"),
+    ("buy 10m cable at 1.2710", None),
+    ("how long till the close?", None),
+    ("as long as you close it today", None),
+    ("long weekend, closing early", None),
+    ("short date swap in 50 eurusd", None),
+    ("cover for me. i'm long lunch", None),                      # not across a sentence's end
+])
+def test_closing_side(text, expected):
+    assert closing_side(text) == expected
