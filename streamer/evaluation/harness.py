@@ -39,6 +39,7 @@ class GoldExample:
     ambiguous: bool = False
     multiple_trades: bool = False
     line: int = 0
+    tags: tuple[str, ...] = ()
 
     def message(self) -> ChatMessage:
         return ChatMessage(message_id=self.id, text=self.text, timestamp=self.timestamp, source="gold")
@@ -85,6 +86,7 @@ def _gold_example(raw: bytes, where: str, number: int) -> GoldExample:
     return GoldExample(
         id=str(record.get("id") or f"line-{number}"), text=text, expected=expected, timestamp=timestamp,
         ambiguous=bool(record.get("ambiguous")), multiple_trades=bool(record.get("multiple_trades")), line=number,
+        tags=tuple(str(tag) for tag in record.get("tags") or () if isinstance(tag, str)),
     )
 
 
@@ -111,6 +113,7 @@ class Prediction:
             confidence=None if result is None else result.confidence,
             ambiguous=self.example.ambiguous,
             multiple_trades=self.example.multiple_trades,
+            tags=self.example.tags,
             latency_ms=provenance.latency_ms if provenance else None,
             generated_tokens=provenance.generated_tokens if provenance else None,
             flagged_for_reason=result is None or (

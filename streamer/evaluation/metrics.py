@@ -38,6 +38,8 @@ Per message:
   for t = 0.0, 0.1, ..., 0.9. At t a message goes to review when it was flagged
   for a named reason other than low confidence (those do not depend on t), or
   had no result, or its confidence is below t: the parser's own rule.
+- by tag: for each of the gold lines' `tags`, exact match, flag rate and silent
+  errors over the lines that carry it (a line with two tags counts in both).
 - speed: latency p50/p95 of `provenance.latency_ms` (linear interpolation between
   ranks, numpy's default); generated tokens per second = sum of
   `generated_tokens` / sum of latency seconds, None when nothing was generated.
@@ -68,6 +70,7 @@ class EvalCase:
     multiple_trades: bool = False
     latency_ms: float | None = None
     generated_tokens: int | None = None
+    tags: tuple[str, ...] = ()  # the gold line's free-form tags (datasets/ANNOTATION.md)
     flagged_for_reason: bool = False  # a named reason besides low confidence, or no result: flagged at any threshold
 
     @property
@@ -217,6 +220,17 @@ def threshold_sweep(cases: Sequence[EvalCase], thresholds: Sequence[float] = SWE
     return rows
 
 
+def by_tag(cases: Sequence[EvalCase]) -> dict[str, dict]:
+    """Per gold tag: messages, exact match and the flag scores of the lines that carry it (a line counts once per tag)."""
+    tagged: dict[str, list[EvalCase]] = {}
+    for case in cases:
+        for tag in dict.fromkeys(case.tags):
+            tagged.setdefault(tag, []).append(case)
+    return {tag: {"n": len(group), "exact_match": _ratio(sum(is_exact_match(c) for c in group), len(group)),
+                  **flag_scores(group, [c.flagged for c in group])}
+            for tag, group in sorted(tagged.items())}
+
+
 def summarize(cases: Sequence[EvalCase]) -> dict:
     """Every number of one evaluation run, JSON-ready (see the module docstring for definitions)."""
     n = len(cases)
@@ -252,4 +266,5 @@ def summarize(cases: Sequence[EvalCase]) -> dict:
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
                        "mean": _ratio(sum(latencies), len(latencies))},
         "generated_tokens_per_s": _ratio(generated, seconds) if generated else None,
+        "by_tag": by_tag(cases),
     }

@@ -309,6 +309,26 @@ DOCS_ROWS: list[tuple[str, Callable[[dict], object], Callable]] = [
 ]
 
 
+# The phrasing classes issue 18 named (datasets/ANNOTATION.md): a docs block reports each one a gold file tags.
+PHRASING_CLASSES = ("title_case_rfq", "amount_after_pair", "yours_mine_price", "exit_phrasing", "futures_code",
+                    "swap_ccy")
+
+
+def _class_table(configs: Sequence[dict]) -> list[str]:
+    """Exact match and silent errors per phrasing class, per configuration ([] for results without tags)."""
+    present = [tag for tag in PHRASING_CLASSES if tag in configs[0]["metrics"].get("by_tag", {})]
+    if not present:
+        return []
+
+    def cell(config: dict, tag: str) -> str:
+        scores = config["metrics"]["by_tag"][tag]
+        return f"{_pct(scores['exact_match'])} / {_pct(scores['silent_error_rate'])}"
+
+    rows = [[f"{tag} ({configs[0]['metrics']['by_tag'][tag]['n']})"] + [cell(c, tag) for c in configs]
+            for tag in present]
+    return _table(["phrasing class: exact / silent"] + [c["name"] for c in configs], rows) + [""]
+
+
 def render_block(payload: dict, name: str, document: Path = Path("README.md")) -> str:
     """The markdown between NAME's markers in `document` (a path relative to the repository root)."""
     if payload.get("kind") == "bench":
@@ -339,6 +359,7 @@ def render_block(payload: dict, name: str, document: Path = Path("README.md")) -
     rows = [[f"{field} ({fields[field]['support']})"] + [_num(3)(c["metrics"]["fields"][field]["f1"]) for c in configs]
             for field in CONTRACT_FIELDS]
     lines += _table(["field F1 (gold values)"] + names, rows) + [""]
+    lines += _class_table(configs)
     lines += [f"- `{c['name']}`: {_describe(c)}" for c in configs]
     machine = payload.get("machine")
     speed = f"Latency measured on {machine['cpu']} ({machine['cpus_usable']} CPUs usable" if machine else "Latency"

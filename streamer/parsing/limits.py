@@ -94,8 +94,9 @@ class Limits:
                     found.append(("quantity", f"notional {quantity:,.15g} {fields['currency']}{as_usd} (a cash amount) "
                                               f"over max_notional {rule.max_notional:,.15g} of {where}"))
             elif rule.max_quantity is not None and quantity is not None and money > rule.max_quantity:
-                found.append(("quantity", f"quantity {quantity:,.15g}{' ' + fields['currency'] if as_usd else ''}{as_usd} "
-                                          f"over max_quantity {rule.max_quantity:,.15g} of {where}"))
+                written = f"{quantity:,.15g} {fields['currency']}" if as_usd else f"{quantity:,.15g}"
+                found.append(("quantity", f"quantity {written}{as_usd} over max_quantity {rule.max_quantity:,.15g} "
+                                          f"of {where}"))
             if rule.max_notional is not None and quantity is not None and price is not None and not is_cash_amount(fields):
                 notional = quantity * price
                 if notional > rule.max_notional:

@@ -149,9 +149,10 @@ OPPOSITE_SIDE = {"buy": "sell", "sell": "buy"}
 
 # Closing a position: "get me out of my short" is a buy, "flatten my long" a sell, unwinding a payer (pays fixed,
 # docs/CONVENTIONS.md: a buy) a sell. The model tends to read the position word as the side; the phrase decides it.
-_EXIT = (r"(?:get(?:ting)? (?:me |us )?(?:out|flat)|go flat|take (?:me |us )?out|(?:i'?m|we'?re) out|stop (?:me |us )?out|flatten\w*"
-         r"|square\w*(?: (?:me|us))?(?: up)?|clos(?:e|ing)(?: out)?|unwind\w*|cover\w*|lighten\w*|trim\w*|reduce\w*"
-         r"|cut|scale out|buy back|stop(?:[- ]?loss)? on)")
+_EXIT = (r"(?:get(?:ting)? (?:me |us )?(?:out|flat)|go flat|take (?:me |us )?out|(?:i'?m|we'?re) out"
+         r"|stop (?:me |us )?out|flatten\w*|square\w*(?: (?:me|us))?(?: up)?|clos(?:e|ing)(?: out)?|unwind\w*"
+         r"|cover\w*|lighten\w*|trim\w*|reduce\w*"
+         r"|cut|scale out|buy back|stop(?:[- ]?loss)? on|take (?:profits?|(?:it |them |that )?off))")
 _POSITION = r"(?<!\bhow )(?<!\bas )(?<!\bso )(?<!\btoo )(long|short|payer|receiver)(?! (?:weekend|time|day|way|story))"
 _IN_SENTENCE = r"(?:(?![;!?]|\.(?:\s|$)).)"  # not across a sentence's end; "161.80" is no end
 _CLOSING = re.compile(rf"\b{_EXIT}\b{_IN_SENTENCE}{{0,60}}?\b{_POSITION}\b"
@@ -270,6 +271,8 @@ def normalize_symbol(span: str, asset_class: str | None) -> str:
     cleaned = re.sub(r"€STR\b", "ESTR", cleaned)  # the euro short-term rate, as the ECB writes it
     if asset_class == "equity":
         cleaned = cleaned.lstrip("$")
+        if cleaned in _BARE_EXCHANGE_CODES:
+            raise NormalizationError("unknown_symbol", f"an exchange code without its ticker: {span!r}")
     if not cleaned:
         raise NormalizationError("unknown_symbol", "empty symbol")
     return cleaned
@@ -568,10 +571,24 @@ class Normalized:
 SPOT_TENORS = frozenset({None, "SPOT", "TOM", "TN", "ON"})
 
 
-def implied_asset_class(symbol_span: str) -> str | None:
-    """What the instrument itself says: 'cable' or 'eur/usd' is FX, 'btc' is crypto.
+# Futures codes a symbol can start with: bond, note and index futures alone or with a month code ("ZN", "ZNH6",
+# "FGBL Z5"); energy and metals only with one ("CLZ5", "GCG6"), since CL, GC, SI, HG, NG, US are also tickers or words.
+_FUTURES_ROOT = re.compile(r"(?:(?:zt|zf|zn|zb|ub|tu|fv|ty|fgbs|fgbm|fgbl|fgbx|foat|fbtp|fesx|fdax|es|nq|rty|ym|sr3)"
+                           r"(?:[fghjkmnquvxz]\d{1,2})?|(?:cl|gc|si|hg|ng|us)[fghjkmnquvxz]\d{1,2})")
 
-    Only unambiguous names count: FX slang and six-letter ISO pairs, crypto names.
+
+# Bloomberg exchange codes after a ticker ("SAP GY", "C US", "7203 JT"): the symbol is a listed share.
+_EXCHANGE_CODES = ("us|ln|gy|gr|fp|jp|jt|hk|sw|se|im|sm|na|cn|ct|au|at|dc|ss|fh|no|bb|pl|av|id|ks|tt|sp|in")
+_LISTED_SHARE = re.compile(rf"(?!\d+[dwmy]\b)[a-z0-9.]{{1,6}} (?:{_EXCHANGE_CODES})")
+# Exchange codes that are no ticker of their own: a symbol of just one of them lost its ticker ("Shel Ln" -> "LN").
+_BARE_EXCHANGE_CODES = frozenset("LN GY GR FP JT JP HK SW IM SM NA CT DC SS FH BB AV KS TT".split())
+
+
+def implied_asset_class(symbol_span: str) -> str | None:
+    """What the instrument itself says: 'cable' or 'eur/usd' is FX, 'btc' crypto, 'ZN' a future, 'SAP GY' a share.
+
+    Only unambiguous names count: FX slang and six-letter ISO pairs, crypto names, futures codes (`_FUTURES_ROOT`),
+    a ticker with an exchange code.
     """
     key = _plain(_squash(symbol_span).strip(".,!?:;"))
     letters = _pair_letters(key)
@@ -581,6 +598,10 @@ def implied_asset_class(symbol_span: str) -> str | None:
     words = re.split(r"[\s/\-:]+", key)
     if words and words[0] in CRYPTO_NAMES and words[0] not in ("usdt", "usdc"):
         return "crypto"
+    if words and _FUTURES_ROOT.fullmatch(words[0]):
+        return "future"
+    if _LISTED_SHARE.fullmatch(key):
+        return "equity"
     return None
 
 
@@ -614,8 +635,8 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     implied = implied_asset_class(raw["symbol"]) if raw.get("symbol") else None
     if implied == "fx" and out["asset_class"] not in FX_CLASSES:
         out["asset_class"], derived["asset_class"] = "fx_spot", ("symbol",)
-    elif implied == "crypto" and out["asset_class"] != "crypto":
-        out["asset_class"], derived["asset_class"] = "crypto", ("symbol",)
+    elif implied in ("crypto", "future", "equity") and out["asset_class"] != implied:
+        out["asset_class"], derived["asset_class"] = implied, ("symbol",)
     asset_class = out["asset_class"]
 
     for name in SPAN_FIELDS:

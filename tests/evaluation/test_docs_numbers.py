@@ -126,3 +126,21 @@ def test_a_bench_run_is_recorded_under_its_label_and_rendered_as_a_row(tmp_path)
     assert "2. `streamer bench --batch 1`" in block
     rendered = report.render_documents(tmp_path)[tmp_path / "README.md"]
     assert block in rendered
+
+
+def _config(name: str, by_tag: dict) -> dict:
+    return {"name": name, "metrics": {"by_tag": by_tag}}
+
+
+@pytest.mark.parametrize("configs, expected", [
+    ([_config("default", {})], []),                                           # an untagged gold file: no table
+    ([_config("default", {"fx": {"n": 3, "exact_match": 1.0, "silent_error_rate": 0.0}})], []),  # no class tag
+    ([_config("default", {"swap_ccy": {"n": 4, "exact_match": 0.75, "silent_error_rate": 0.25},
+                          "exit_phrasing": {"n": 2, "exact_match": 1.0, "silent_error_rate": 0.0}}),
+      _config("no-second", {"swap_ccy": {"n": 4, "exact_match": 0.75, "silent_error_rate": 0.5},
+                            "exit_phrasing": {"n": 2, "exact_match": 1.0, "silent_error_rate": 0.0}})],
+     ["| phrasing class: exact / silent | default | no-second |", "|---|---:|---:|",
+      "| exit_phrasing (2) | 100.0% / 0.0% | 100.0% / 0.0% |", "| swap_ccy (4) | 75.0% / 25.0% | 75.0% / 50.0% |", ""]),
+])
+def test_the_phrasing_class_table(configs, expected):
+    assert report._class_table(configs) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamer.evaluation.metrics import (
-    EvalCase, field_counts, is_exact_match, percentile, reliability, summarize, threshold_sweep, values_match,
+    EvalCase, by_tag, field_counts, is_exact_match, percentile, reliability, summarize, threshold_sweep, values_match,
     wrong_fields,
 )
 
@@ -119,6 +119,28 @@ def test_threshold_sweep(threshold, flag_rate, flag_precision, flag_recall, sile
 def test_summary_carries_the_sweep_at_every_tenth():
     sweep = summarize(SWEEP_CASES)["threshold_sweep"]
     assert [r["threshold"] for r in sweep] == pytest.approx([i / 10 for i in range(10)])
+
+
+TAGGED_CASES = [
+    _case({"intent": "order"}, {"intent": "order"}, tags=("exit_phrasing", "fx")),                 # right
+    _case({"intent": "order"}, {"intent": "rfq"}, tags=("exit_phrasing",)),                       # silent error
+    _case({"intent": "order"}, {"intent": "rfq"}, flagged=True, tags=("fx", "fx")),               # flagged, once
+    _case({"intent": "none"}, {"intent": "none"}),                                                 # no tag
+]
+
+
+@pytest.mark.parametrize("tag, n, exact, flag_rate, silent", [
+    ("exit_phrasing", 2, 1 / 2, 0.0, 1 / 2),
+    ("fx", 2, 1 / 2, 1 / 2, 0.0),       # a tag written twice on a line counts the line once
+])
+def test_by_tag(tag, n, exact, flag_rate, silent):
+    scores = by_tag(TAGGED_CASES)[tag]
+    assert (scores["n"], scores["exact_match"], scores["flag_rate"], scores["silent_error_rate"]) == pytest.approx(
+        (n, exact, flag_rate, silent))
+
+
+def test_summary_carries_every_tag_and_no_untagged_bucket():
+    assert sorted(summarize(TAGGED_CASES)["by_tag"]) == ["exit_phrasing", "fx"]
 
 
 def test_multiple_trades_deserves_a_flag_even_when_the_first_trade_is_right():

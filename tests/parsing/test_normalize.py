@@ -283,6 +283,13 @@ RAW = {"intent": "order", "side": "buy", "asset_class": "fx_forward", "symbol": 
     ({"side": "sell", "tenor": None, "price": None}, "get me out of my cable short, 10m", {"side": "buy"}, []),
     ({"side": "buy", "quantity": "10", "tenor": None, "price": None}, "flatten my cable pls - long 10 from this morning",
      {"side": "sell"}, []),
+    # what the symbol says wins over the model's asset class; an exchange code alone is no symbol
+    ({"asset_class": "equity", "symbol": "ZN", "quantity": "20", "tenor": None, "price": None}, "sell 20 ZN pls",
+     {"asset_class": "future", "symbol": "ZN", "quantity": 20}, []),
+    ({"asset_class": "commodity", "symbol": "C US", "quantity": "15k", "tenor": None, "price": None},
+     "buy 15k C US", {"asset_class": "equity", "symbol": "C US"}, []),
+    ({"asset_class": "equity", "symbol": "Ln", "quantity": "1,500", "tenor": None, "price": None},
+     "Sell 1,500 Bp Ln At Market", {"symbol": None}, [("unknown_symbol", "symbol")]),
 ])
 def test_normalize_extraction(changes, text, fields, reasons):
     result = normalize_extraction({**RAW, **changes}, text, REF)
@@ -295,6 +302,12 @@ def test_normalize_extraction(changes, text, fields, reasons):
     ("cable", "fx"), ("FIBER", "fx"), ("eur/nok", "fx"), ("usd jpy", "fx"), ("sol", "crypto"), ("BTC/USDT", "crypto"),
     ("aapl", None), ("ust 10y", None), ("eur", None), ("usdt", None), ("gold", None),
     ("eur 10m vs chf", "fx"), ("EUR Sell JPY", "fx"), ("Bitcoins", "crypto"),
+    # futures codes: rates and index roots alone or with a month, energy and metals only with one
+    ("ZN", "future"), ("zf", "future"), ("FGBL Z5", "future"), ("fesx dec", "future"), ("TYH6", "future"),
+    ("CLZ5", "future"), ("cl", None), ("us", None), ("si", None),
+    # a ticker with an exchange code is a listed share; a tenor before one is not a ticker
+    ("C US", "equity"), ("sap gy", "equity"), ("7203 JT", "equity"), ("5y us", None), ("UST 10Y", None),
+    ("T 4.5 05/34", None),
 ])
 def test_implied_asset_class(span, expected):
     assert implied_asset_class(span) == expected
@@ -363,6 +376,8 @@ def test_asset_class_follows_the_instrument_and_value_date(changes, asset_class,
     ("Unwind My 50M USDJPY 3M Outright, I Was Long", "sell"),
     ("cover half my tsla short pls", "buy"),
     ("get me flat in aussie, im long 20", "sell"),
+    ("take profit on the 10 eurchf long at .9520", "sell"),
+    ("short 40 wti mar, take it off at 70.10", "buy"),
     ("buy 10m cable at 1.2710", None),
     ("how long till the close?", None),
     ("as long as you close it today", None),
