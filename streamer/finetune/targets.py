@@ -124,7 +124,7 @@ def _ground_field(name: str, expected: dict, text: str, candidates: list[str], r
             test = lambda s: same_value(_maps_to(normalize_price, s), want)  # noqa: E731
     elif name == "tenor":  # the word "on" only when nothing else is the tenor ("on 30m ... o/n")
         candidates = [c for c in candidates if c.lower() != "on"] + [c for c in candidates if c.lower() == "on"]
-        test = lambda s: _maps_to(normalize_tenor, s, reference) == want  # noqa: E731
+        test = lambda s: _maps_to(normalize_tenor, s, reference, asset_class) == want  # noqa: E731
     elif name == "counterparty":
         test = lambda s: normalize_counterparty(s) == want  # noqa: E731
     else:  # pragma: no cover - SPAN_FIELDS is fixed

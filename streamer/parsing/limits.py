@@ -82,13 +82,13 @@ class Limits:
         """(field, detail) for each limit `fields` (a trade's contract fields) is over; [] when within all."""
         found = []
         scopes = [("asset_class", fields.get("asset_class")), ("symbol", (fields.get("symbol") or "").upper())]
+        quantity, price = fields.get("quantity"), fields.get("price")
+        money, as_usd = self._in_dollars(fields)
         for section, name in scopes:
             rule = getattr(self.rules, section).get(name) if name else None
             if rule is None:
                 continue
             where = f"{section}.{name} ({self.path.name}:{self.lines.get((section, name), '?')})"
-            quantity, price = fields.get("quantity"), fields.get("price")
-            money, as_usd = self.in_dollars(fields)
             if quantity is not None and is_cash_amount(fields):  # "$10m of IWM": the amount is the notional
                 if rule.max_notional is not None and money > rule.max_notional:
                     found.append(("quantity", f"notional {quantity:,.15g} {fields['currency']}{as_usd} (a cash amount) "
@@ -110,7 +110,7 @@ class Limits:
                                            f"{band.reference:,.15g}, over max_deviation_pct {band.max_deviation_pct:g} of {where}"))
         return found
 
-    def in_dollars(self, fields: dict) -> tuple[float | None, str]:
+    def _in_dollars(self, fields: dict) -> tuple[float | None, str]:
         """The quantity to compare, and ' (≈ N USD at r)' when it is money converted by `usd_per_unit` (else '')."""
         quantity, currency = fields.get("quantity"), fields.get("currency")
         rate = self.rules.usd_per_unit.get(currency or "")

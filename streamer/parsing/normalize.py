@@ -521,22 +521,24 @@ def normalize_date(span: str, reference: date) -> str:
 
 # "j" is French jour ("10j" = 10 days) and German Jahr ("10J" = 10 years); for a swap or a bond only years make sense.
 TERM_CLASSES = frozenset({"rates_swap", "bond"})
-_DAYS_IN_J = re.compile(r"\d{1,2}\s*-?\s*j")
 
 
-def normalize_tenor(span: str, reference: date) -> str:
-    """'1w' -> 1W, 'o/n' -> ON, '3 months' -> 3M, '1w/2w' -> 2W (far leg), '15 dec' -> ISO date."""
+def normalize_tenor(span: str, reference: date, asset_class: str | None = None) -> str:
+    """'1w' -> 1W, 'o/n' -> ON, '3 months' -> 3M, '1w/2w' -> 2W (far leg), '15 dec' -> ISO date.
+
+    A swap's or bond's '10j' is 10Y (`TERM_CLASSES`); anything else's is 10D.
+    """
     s = _squash(span).strip(".,!?:;")
     if s in _NAMED_TENORS:
         return _NAMED_TENORS[s]
     if "/" in s and not re.fullmatch(r"[\d/.\-]+", s) and s not in _NAMED_TENORS:
         near, far = s.rsplit("/", 1)
         if far.strip():
-            return normalize_tenor(far, reference)
+            return normalize_tenor(far, reference, asset_class)
     m = re.fullmatch(r"(\d{1,3}|[a-z]+)\s*-?\s*([a-zñí]+)", s)
     if m:
         count = int(m[1]) if m[1].isdigit() else _TENOR_NUMBER_WORDS.get(m[1])
-        letter = _UNIT_LETTER.get(m[2])
+        letter = "Y" if m[2] == "j" and asset_class in TERM_CLASSES else _UNIT_LETTER.get(m[2])
         if count and letter:
             return f"{count}{letter}"
     return normalize_date(s, reference)
@@ -666,9 +668,7 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     else:
         out["quantity"] = attempt("quantity", normalize_quantity, asset_class)
     out["price"] = attempt("price", normalize_price)
-    out["tenor"] = attempt("tenor", normalize_tenor, reference)
-    if asset_class in TERM_CLASSES and out["tenor"] and _DAYS_IN_J.fullmatch(_squash(raw["tenor"]).strip(".,!?:; ")):
-        out["tenor"] = out["tenor"][:-1] + "Y"  # German "10J Swap": Jahre, not French jours; no swap runs 10 days
+    out["tenor"] = attempt("tenor", normalize_tenor, reference, asset_class)
     if asset_class in ("fx_spot", "fx_forward"):  # spot or forward is a matter of the value date
         by_tenor = "fx_spot" if out["tenor"] in SPOT_TENORS else "fx_forward"
         if by_tenor != asset_class:

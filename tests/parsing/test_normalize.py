@@ -166,6 +166,15 @@ def test_tenor(span, expected):
     assert normalize_tenor(span, REF) == expected
 
 
+@pytest.mark.parametrize("span, asset_class, expected", [
+    ("10J", "rates_swap", "10Y"), ("10 j.", "bond", "10Y"), ("5y/10j", "rates_swap", "10Y"),  # German Jahre
+    ("10j", "fx_forward", "10D"), ("10j", None, "10D"),                                         # French jours
+    ("10 jahre", "rates_swap", "10Y"), ("1w", "rates_swap", "1W"),
+])
+def test_tenor_by_asset_class(span, asset_class, expected):
+    assert normalize_tenor(span, REF, asset_class) == expected
+
+
 @pytest.mark.parametrize("span, expected", [
     ("Citi", "Citi"), (" GS ", "GS"), ("Barclays.", "Barclays"), ("BofA's", "BofA"), ("JPM’s", "JPM"),
     ("Brevan Howard", "Brevan Howard"), ("intesa", "intesa"),
