@@ -28,9 +28,9 @@ MANIFEST = DATASETS / "manifest.json"
 SPLIT_SOURCES = [("gold.jsonl", 0.15, 0.5), ("hand.jsonl", 0.17, 0.0), ("hand_classes.jsonl", 0.17, 0.0),
                  ("hand_round2.jsonl", 0.17, 0.0)]
 TRAINING_FILES = ["synth_train.jsonl", "splits/gold_train.jsonl", "splits/hand_train.jsonl", "splits/hand_classes_train.jsonl",
-                  "splits/hand_round2_train.jsonl"]
+                  "splits/hand_round2_train.jsonl", "splits/hand_round3_train.jsonl"]
 DEV_FILES = ["splits/gold_dev.jsonl", "splits/hand_dev.jsonl", "splits/hand_classes_dev.jsonl",
-             "splits/hand_round2_dev.jsonl", "learning/exit_phrasing.jsonl", "blind_v4.jsonl", "blind_v5.jsonl"]
+             "splits/hand_round2_dev.jsonl", "splits/hand_round3_dev.jsonl", "learning/exit_phrasing.jsonl", "blind_v4.jsonl", "blind_v5.jsonl"]
 HELD_OUT = ["splits/gold_test.jsonl", "blind_v1.jsonl", "blind_v2.jsonl", "blind_v3.jsonl", "blind_v4.jsonl",
             "blind_v5.jsonl", "blind_v6.jsonl", "blind_v7.jsonl"]
 BLIND = "blind_v1.jsonl"  # written for issue 18, frozen before any tuning: its sha256 is in the manifest
@@ -54,7 +54,7 @@ def test_manifest_matches_the_file(name):
 
 
 @pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl",
-                                  "probe_counterparty.jsonl", BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5,
+                                  "hand_round3.jsonl", "probe_counterparty.jsonl", BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5,
                                   BLIND_V6, BLIND_V7])
 def test_annotated_records_are_valid(name):
     records = read_jsonl(DATASETS / name)
@@ -87,8 +87,8 @@ def test_training_files_do_not_contain_held_out_messages(name):
     assert leaked == []
 
 
-@pytest.mark.parametrize("name", ["hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "probe_counterparty.jsonl",
-                                  BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V7])
+@pytest.mark.parametrize("name", ["hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "hand_round3.jsonl",
+                                  "probe_counterparty.jsonl", BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V7])
 def test_every_hand_annotated_record_is_trainable(name):
     """Hand-written lines are (or will be) trained on: each annotation must reproduce through the normalizer.
 
@@ -112,7 +112,8 @@ def test_the_latest_blind_sets_hold_truths_the_normalizer_cannot_reproduce(name,
 def test_the_probe_is_new_to_every_other_file():
     """probe_counterparty.jsonl measures the shipped adapter on wording it has not seen."""
     probe = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / "probe_counterparty.jsonl")}
-    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "synth_train.jsonl"]:
+    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "hand_round3.jsonl",
+                 "synth_train.jsonl"]:
         assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in probe] == [], name
 
 
@@ -140,8 +141,9 @@ def test_the_blind_set_is_new_to_every_other_file_and_frozen():
     """blind_v1.jsonl is the headline test set: wording no other file has, unchanged since it was written."""
     blind = {normalise_text(r["text"]) for r in read_jsonl(DATASETS / BLIND)}
     assert len(blind) >= 200
-    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "synth_train.jsonl",
-                 "probe_counterparty.jsonl", "learning/fx_swaps.jsonl", "learning/exit_phrasing.jsonl"]:
+    for name in ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "hand_round3.jsonl",
+                 "synth_train.jsonl", "probe_counterparty.jsonl", "learning/fx_swaps.jsonl",
+                 "learning/exit_phrasing.jsonl"]:
         assert [r["text"] for r in read_jsonl(DATASETS / name) if normalise_text(r["text"]) in blind] == [], name
     assert f"datasets/{BLIND}" in _manifest()
 
