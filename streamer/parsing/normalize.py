@@ -257,6 +257,28 @@ def normalize_counterparty(span: str) -> str | None:
     return name
 
 
+# Banks and institutions that open a message as its speaker ("jpm: show me a bid", "[BNPP] buy 20 cable"):
+# ANNOTATION.md reads a bank or client there as the counterparty and a person's handle ("nyfx_jd:") as nobody. Only
+# names on this list count, so a handle, a time stamp or "re:" never becomes one. Lower case, spaces as written.
+PREFIX_INSTITUTIONS = frozenset("""
+jpm jpmorgan jpmc gs goldman ms citi citibank bofa baml barclays barx barcs hsbc bnp bnpp socgen sg db deutsche
+ubs cs nomura mizuho mufg smbc rbc td bmo cibc scotia natwest nwm lloyds scb stanchart commerzbank cbk ing rabo
+rabobank abn nordea seb danske shb handelsbanken dnb swedbank westpac wbc anz nab cba macquarie natixis cacib
+santander bbva intesa unicredit zkb jefferies wells citadel millennium blackrock pimco bridgewater norges nbim gic
+temasek adia xtx helaba lbbw raiffeisen kbc daiwa bnym aqr
+""".split()) | frozenset({"deutsche bank", "dz bank", "morgan stanley", "standard chartered", "credit agricole",
+                          "wells fargo", "jane street", "two sigma", "nippon life", "state street", "smbc nikko",
+                          "bank of america", "brevan howard"})
+_PREFIX_SPEAKER = re.compile(r"^\s*(?:\[([A-Za-z][A-Za-z&. ]{0,24})\]|([A-Za-z][A-Za-z&. ]{0,24}?)\s*:)")
+
+
+def prefix_counterparty(text: str) -> str | None:
+    """The bank or institution a message opens with ("jpm:", "[BNPP]"), as written, or None."""
+    m = _PREFIX_SPEAKER.match(text)
+    name = (m.group(1) or m.group(2)).strip() if m else None
+    return name if name and name.lower() in PREFIX_INSTITUTIONS else None
+
+
 _ELISION = re.compile(r"^[ld]['’](?=[a-z€])", re.IGNORECASE)  # French "l'estr", "l'€STR", "d'eurgbp"
 
 
@@ -676,6 +698,8 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
             derived["asset_class"] = derived.get("asset_class", ("asset_class",)) + ("tenor",)
     if raw.get("counterparty"):
         out["counterparty"] = normalize_counterparty(whole_name(raw["counterparty"], text)) or None
+    if out["counterparty"] is None and (speaker := prefix_counterparty(text)):
+        out["counterparty"], derived["counterparty"] = speaker, ("intent",)
 
     if raw.get("bid") is not None and raw.get("ask") is not None:
         try:

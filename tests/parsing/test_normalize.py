@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from streamer.parsing.normalize import (
-    NormalizationError, closing_side, implied_asset_class, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
+    NormalizationError, closing_side, implied_asset_class, prefix_counterparty, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
     normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency, split_pair_tenor,
 )
 
@@ -396,3 +396,28 @@ def test_asset_class_follows_the_instrument_and_value_date(changes, asset_class,
 ])
 def test_closing_side(text, expected):
     assert closing_side(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("gs: need an offer in 40 eurjpy", "gs"),
+    ("Nordea: 2 way 15 eurdkk, SEB: same", "Nordea"),            # only the opening speaker
+    ("[Macquarie] sell 8 aussie at best", "Macquarie"),
+    ("Standard Chartered : bid 25 usdinr 1m ndf", "Standard Chartered"),
+    ("BNPP:buy 4 cable", "BNPP"),
+    ("ldn_fx_ak: buy 4 cable", None),                              # a person's handle
+    ("[10:42] gs: buy 4 cable", None),                             # a time stamp opens it
+    ("re: your cable offer", None),
+    ("ops: pls confirm the eurusd fixing", None),
+    ("buy 4 cable for GS", None),                                  # named later: the model's to read
+    ("Goldman Sachs Asset Mgmt: sell 10k SPY", None),              # not a listed name as a whole
+])
+def test_prefix_counterparty(text, expected):
+    assert prefix_counterparty(text) == expected
+
+
+@pytest.mark.parametrize("model_counterparty, expected", [(None, "rbc"), ("Citadel", "Citadel")])
+def test_an_opening_bank_fills_a_counterparty_the_model_left_out(model_counterparty, expected):
+    result = normalize_extraction({**RAW, "counterparty": model_counterparty}, "rbc: buy 10m cable 1w @ 1.2710 for Citadel",
+                                  REF)
+    assert result.fields["counterparty"] == expected
+    assert result.derived_from.get("counterparty") == (("intent",) if model_counterparty is None else None)
