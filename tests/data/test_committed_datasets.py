@@ -34,7 +34,8 @@ SPLIT_SOURCES = [("gold.jsonl", 0.15, 0.5), ("hand.jsonl", 0.17, 0.0), ("hand_cl
 TRAINING_FILES = ["synth_train.jsonl", "splits/gold_train.jsonl", "splits/hand_train.jsonl", "splits/hand_classes_train.jsonl",
                   "splits/hand_round2_train.jsonl", "splits/hand_round3_train.jsonl"]
 DEV_FILES = ["splits/gold_dev.jsonl", "splits/hand_dev.jsonl", "splits/hand_classes_dev.jsonl",
-             "splits/hand_round2_dev.jsonl", "splits/hand_round3_dev.jsonl", "learning/exit_phrasing.jsonl", "blind_v4.jsonl", "blind_v5.jsonl"]
+             "splits/hand_round2_dev.jsonl", "splits/hand_round3_dev.jsonl", "learning/exit_phrasing.jsonl",
+             "blind_v4.jsonl", "blind_v5.jsonl"]
 HELD_OUT = ["splits/gold_test.jsonl", "blind_v1.jsonl", "blind_v2.jsonl", "blind_v3.jsonl", "blind_v4.jsonl",
             "blind_v5.jsonl", "blind_v6.jsonl", "blind_v7.jsonl", "blind_v8.jsonl"]
 BLIND = "blind_v1.jsonl"  # written for issue 18, frozen before any tuning: its sha256 is in the manifest
@@ -59,8 +60,8 @@ def test_manifest_matches_the_file(name):
 
 
 @pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl",
-                                  "hand_round3.jsonl", "probe_counterparty.jsonl", BLIND, BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5,
-                                  BLIND_V6, BLIND_V7, BLIND_V8])
+                                  "hand_round3.jsonl", "probe_counterparty.jsonl", BLIND, BLIND_V2, BLIND_V3,
+                                  BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8])
 def test_annotated_records_are_valid(name):
     records = read_jsonl(DATASETS / name)
     ids = [r["id"] for r in records]
@@ -109,7 +110,7 @@ def test_the_latest_blind_sets_hold_truths_the_normalizer_cannot_reproduce(name,
     """The annotators kept annotations right by docs/CONVENTIONS.md that no span reproduces (blind_v5: a currency
     written "d'euros", a futures symbol with a word inside it; blind_v6: a thousands dot in a Spanish price): every
     model misses them, and a test set holds the truth, not what the code does. blind_v5's third is b5038, whose
-    annotation says no counterparty where the guide reads "[HSBC]" as one (ANNOTATIONS_AGAINST_THE_GUIDE)."""
+    annotation says no counterparty where the guide reads "[HSBC]" as one (COUNTERPARTIES_AGAINST_THE_GUIDE)."""
     records = read_jsonl(DATASETS / name)
     pairs, failures = build_targets(records)
     assert len(records) - len(pairs) == unreproducible
@@ -175,8 +176,8 @@ def test_the_later_blind_sets_are_new_to_every_other_file_and_frozen(name):
     assert f"datasets/{name}" in _manifest()
 
 
-# Annotations that contradict ANNOTATION.md where a rule below follows it, each with why the file keeps it.
-ANNOTATIONS_AGAINST_THE_GUIDE = {
+# Counterparty annotations that contradict ANNOTATION.md where `prefix_counterparty` follows it, with why each stays.
+COUNTERPARTIES_AGAINST_THE_GUIDE = {
     "s1-696": "the synthetic generator writes a bank before ':' as a chat handle, not as the counterparty",
     "b5038": "'[HSBC] buy ...' annotated with no counterparty; the guide says '[X]' names it (blind_v5 stays frozen)",
 }
@@ -192,10 +193,10 @@ def test_the_normalizer_decisions_from_the_text_agree_with_every_annotation(name
     contradicted = []
     for record in read_jsonl(DATASETS / name):
         expected = record["expected"]
-        if expected["intent"] == "none" or record["id"] in ANNOTATIONS_AGAINST_THE_GUIDE:
+        if expected["intent"] == "none":
             continue
         speaker = prefix_counterparty(record["text"])
-        if speaker is not None and speaker != expected["counterparty"]:
+        if speaker not in (None, expected["counterparty"]) and record["id"] not in COUNTERPARTIES_AGAINST_THE_GUIDE:
             contradicted.append((record["id"], "counterparty", speaker))
         side = closing_side(record["text"])
         if side is not None and side != expected["side"]:

@@ -417,7 +417,7 @@ def test_prefix_counterparty(text, expected):
 
 @pytest.mark.parametrize("model_counterparty, expected", [(None, "rbc"), ("Citadel", "Citadel")])
 def test_an_opening_bank_fills_a_counterparty_the_model_left_out(model_counterparty, expected):
-    result = normalize_extraction({**RAW, "counterparty": model_counterparty}, "rbc: buy 10m cable 1w @ 1.2710 for Citadel",
-                                  REF)
+    text = "rbc: buy 10m cable 1w @ 1.2710 for Citadel"
+    result = normalize_extraction({**RAW, "counterparty": model_counterparty}, text, REF)
     assert result.fields["counterparty"] == expected
     assert result.derived_from.get("counterparty") == (("intent",) if model_counterparty is None else None)
