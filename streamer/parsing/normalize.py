@@ -160,10 +160,42 @@ _CLOSING = re.compile(rf"\b{_EXIT}\b{_IN_SENTENCE}{{0,60}}?\b{_POSITION}\b"
 _CLOSED_BY = {"long": "sell", "payer": "sell", "short": "buy", "receiver": "buy"}
 
 
+# Getting out of a holding that names no position word: what one holds is long ("take me out of my 2k IBM" sells).
+_OUT_OF_HOLDING = re.compile(r"\b(?:(?:get(?:ting)?|take)(?: me| us)? out of|take-out|(?:i'?m|we'?re) out of my)\b",
+                             re.IGNORECASE)
+_SHORT_SIDE_WORD = re.compile(r"\b(?:short|payer|receiver)s?\b", re.IGNORECASE)
+
+
+# An order "at market" in the words of the desks (ANNOTATION.md): "at mkt", "@ market", "at best", "mkt order",
+# "bestens", "au marché", "a mercado", "al meglio". A bare "mkt" is not enough ("to lmt 152 from mkt").
+_AT_MARKET = re.compile(r"(?<!\w)(?:(?:at|@) ?(?:mkt|market|best)|(?:mkt|market) order|bestens|au march[ée]|a mercado"
+                        r"|al meglio)\b", re.IGNORECASE)
+
+
+def stated_market(text: str) -> bool:
+    """True when an order's words make it a market order."""
+    return _AT_MARKET.search(text) is not None
+
+
+# "we'd rec 3y tona at 0.98", "I can pay 7y sofr 3.70", "can rec 3y estr 2.205": a level offered, not an order
+# (ANNOTATION.md, one-sided quotes). Not "where they can pay" or "who can receive", which ask.
+_OFFERED_SWAP_LEVEL = re.compile(r"(?:\b(?:i|we)(?:\s+can|'d|’d|\s+would|\s+could)|^\W*can)\s+(?:pay|rec|receiv)\w*\b",
+                                 re.IGNORECASE)
+
+
+def offers_a_swap_level(text: str) -> bool:
+    """True when the sender offers to pay or receive at a level rather than asking or ordering."""
+    return _OFFERED_SWAP_LEVEL.search(text) is not None
+
+
 def closing_side(text: str) -> str | None:
     """The side that closes the position a message names ("cover my tsla short" -> buy), or None if it names none."""
     m = _CLOSING.search(text)
-    return _CLOSED_BY[(m.group(1) or m.group(2)).lower()] if m else None
+    if m:
+        return _CLOSED_BY[(m.group(1) or m.group(2)).lower()]
+    if _OUT_OF_HOLDING.search(text) and not _SHORT_SIDE_WORD.search(text):
+        return "sell"
+    return None
 
 
 def normalize_crypto(span: str) -> str:
@@ -282,6 +314,9 @@ def prefix_counterparty(text: str) -> str | None:
 _ELISION = re.compile(r"^[ld]['’](?=[a-z€])", re.IGNORECASE)  # French "l'estr", "l'€STR", "d'eurgbp"
 
 
+RATES_INDEXES = frozenset({"SOFR", "SONIA", "ESTR", "EURIBOR", "SARON", "TONA", "TONAR", "BBSW", "CORRA", "TIIE"})
+
+
 def normalize_symbol(span: str, asset_class: str | None) -> str:
     """Contract symbol for a span, by asset class (see docs/CONVENTIONS.md)."""
     span = _ELISION.sub("", span.strip())
@@ -291,6 +326,11 @@ def normalize_symbol(span: str, asset_class: str | None) -> str:
         return normalize_crypto(span)
     cleaned = re.sub(r"\s+", " ", span.strip().strip(".,!?:;")).upper()
     cleaned = re.sub(r"€STR\b", "ESTR", cleaned)  # the euro short-term rate, as the ECB writes it
+    if asset_class == "rates_swap":
+        # the bare index is the symbol (ANNOTATION.md): "SARON CHF", "USD SOFR", "10Y SONIA" are the index and more
+        indexes = {word for word in re.findall(r"[A-Z]+", cleaned) if word in RATES_INDEXES}
+        if len(indexes) == 1:
+            return indexes.pop()
     if asset_class == "equity":
         cleaned = cleaned.lstrip("$")
         if cleaned in _BARE_EXCHANGE_CODES:
@@ -377,6 +417,37 @@ def split_amount_currency(span: str) -> tuple[str, str | None]:
         return s, None
     rest = (s[: m.start()] + " " + s[m.end():]).strip()
     return re.sub(r"\s+", " ", rest), normalize_currency(m.group(0))
+
+
+_CURRENCY_TOKEN = r"(?:[$€£¥]|[a-z]{3,8})"
+
+
+def adjacent_currency(span: str, text: str) -> str | None:
+    """A currency written right next to the amount span: '30m eur', 'EUR 50m', '$75mm', "20 millions d'euros".
+
+    Swap and equity notionals carry the currency written with them
+    (ANNOTATION.md); the model sometimes copies the amount without it. Only a
+    span that occurs once counts, so the currency cannot belong to another number.
+    """
+    low, amount = _loose(text), re.escape(_loose(span))
+    found = list(re.finditer(rf"(?<![\w.,]){amount}(?![\w])", low))
+    if len(found) != 1:
+        return None
+    # not the quote currency of a pair written around the amount: "ada vs usd 100k", "100k usd/jpy"
+    before = re.search(rf"(?<!vs )(?<!v )(?<!against )(?<!/)(?:^|(?<=[\s(]))({_CURRENCY_TOKEN})\s*$",
+                       low[: found[0].start()])
+    after = re.match(rf"\s*(?:d'|of\s)?\s*({_CURRENCY_TOKEN})(?![\w/])(?!\s*(?:/|vs\b|v\b|against\b))",
+                     low[found[0].end():])
+    for match in (after, before):
+        if match is None:
+            continue
+        token = match.group(1)
+        if len(token) > 1 and not (token in CURRENCY_WORDS or token.upper() in ISO_CURRENCIES):
+            continue
+        if len(token) == 1 and match is after:
+            continue  # '10m $' is no notation; '$10m' is
+        return normalize_currency(token)
+    return None
 
 
 def normalize_quantity(span: str, asset_class: str | None) -> float:
@@ -650,6 +721,8 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     for name in ("side", "asset_class", "order_type"):
         out[name] = raw.get(name)
     derived: dict[str, tuple[str, ...]] = {}
+    if intent == "order" and out["order_type"] is None and stated_market(text):
+        out["order_type"], derived["order_type"] = "market", ("intent",)  # the words decide what the model left out
     if raw.get("symbol"):
         pair, tenor = split_pair_tenor(raw["symbol"])
         if tenor is not None:
@@ -716,12 +789,24 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
             currency = split_amount_currency(raw["quantity"])[1]
         except NormalizationError:
             currency = None
+        if currency is None and asset_class not in FX_CLASSES and out["quantity"] is not None:
+            currency = adjacent_currency(raw["quantity"], text)
+            if currency is not None:
+                derived["currency"] = ("quantity",)
     base = base_currency(out["symbol"], asset_class) if asset_class in FX_CLASSES else None
     if base:  # FX amounts are in the pair's base whatever currency span the model wrote, so it cannot fail
         currency, derived["currency"] = base, ("symbol",)
         reasons = [r for r in reasons if r[1] != "currency"]
     out["currency"] = currency
 
+    if intent == "order" and (out["price"] is not None or out["bid"] is not None) and offers_a_swap_level(text):
+        out["intent"] = intent = "quote"
+    if (intent == "quote" and out["price"] is not None and out["bid"] is None and out["ask"] is None
+            and re.search(r"\bchoice\b", text, re.IGNORECASE)):
+        # a choice price is a two-way quote at one level (ANNOTATION.md), whatever field the model put it in
+        out["bid"] = out["ask"] = out["price"]
+        out["price"], out["side"] = None, "two_way"
+        derived["bid"] = derived["ask"] = ("price",)
     if out["side"] is None and intent in ("rfq", "quote"):
         out["side"] = "two_way"
     return Normalized(out, reasons, derived)

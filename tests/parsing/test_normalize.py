@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from streamer.parsing.normalize import (
-    NormalizationError, closing_side, implied_asset_class, prefix_counterparty, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
+    NormalizationError, adjacent_currency, closing_side, offers_a_swap_level, stated_market, implied_asset_class, prefix_counterparty, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
     normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency, split_pair_tenor,
 )
 
@@ -393,6 +393,11 @@ def test_asset_class_follows_the_instrument_and_value_date(changes, asset_class,
     ("long weekend, closing early", None),
     ("short date swap in 50 eurusd", None),
     ("cover for me. i'm long lunch", None),                      # not across a sentence's end
+    ("Take Me Out Of 3K ORCL At Best", "sell"),                  # a holding with no position word is long
+    ("pls cxl the take-out on my 600 ADBE", "sell"),
+    ("where can u get us out of 4k oz silver?", "sell"),
+    ("get me out of 6k HOOD, i was short", "buy"),               # a position word decides
+    ("im out of ideas, buy 5 cable", None),                      # not a holding
 ])
 def test_closing_side(text, expected):
     assert closing_side(text) == expected
@@ -421,3 +426,95 @@ def test_an_opening_bank_fills_a_counterparty_the_model_left_out(model_counterpa
     result = normalize_extraction({**RAW, "counterparty": model_counterparty}, text, REF)
     assert result.fields["counterparty"] == expected
     assert result.derived_from.get("counterparty") == (("intent",) if model_counterparty is None else None)
+
+
+@pytest.mark.parametrize("span, text, expected", [
+    ("25m", "rec 25m chf 6y saron", "CHF"),
+    ("40mm", "pay USD 40mm 9y sofr at 3.80", "USD"),
+    ("60m", "we'd receive 11y euribor in €60m", "EUR"),
+    ("3 millions", "je paie 3 millions d'euros 4 ans estr", "EUR"),
+    ("2bn", "6y tona 1.10/1.13 in 2bn yen", "JPY"),
+    ("30 million", "pay 4y sonia in 30 million sterling", "GBP"),
+    ("4k", "buy 4k ASML NA at 690", None),                           # no currency next to the amount
+    ("300", "sell 300 oz silver", None),                             # a unit, not a currency
+    ("5m", "pay 5m 7y sofr, 5m more later", None),                   # twice in the text: whose currency?
+    ("8", "8 $ in the jar", None),                                   # a symbol after the amount is no notation
+    ("15m", "pay 15m 2y sofr usd", None),                            # not next to the amount
+])
+def test_adjacent_currency(span, text, expected):
+    assert adjacent_currency(span, text) == expected
+
+
+@pytest.mark.parametrize("raw, text, currency", [
+    ({"intent": "order", "side": "sell", "asset_class": "rates_swap", "symbol": "saron", "quantity": "25m",
+      "tenor": "6y"}, "rec 25m chf 6y saron", "CHF"),
+    ({"intent": "order", "side": "buy", "asset_class": "fx_spot", "symbol": "eurchf", "quantity": "25m"},
+     "buy 25m chf vs eur", "EUR"),                                   # FX: always the pair's base
+])
+def test_a_currency_written_next_to_the_amount_fills_one_the_model_left_out(raw, text, currency):
+    result = normalize_extraction(raw, text, REF)
+    assert result.fields["currency"] == currency
+
+
+@pytest.mark.parametrize("text, fields", [
+    ("silver choice 29.75 in 5k oz", {"price": None, "bid": 29.75, "ask": 29.75, "side": "two_way"}),
+    ("silver 29.75 in 5k oz", {"price": 29.75, "bid": None, "ask": None, "side": "sell"}),   # no choice: as read
+])
+def test_a_choice_price_is_a_two_way_quote_at_one_level(text, fields):
+    raw = {"intent": "quote", "side": "sell", "asset_class": "commodity", "symbol": "silver", "quantity": "5k oz",
+           "price": "29.75"}
+    result = normalize_extraction(raw, text, REF)
+    assert {name: result.fields[name] for name in fields} == fields
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("sell 300 NVDA at mkt", True),
+    ("buy 2 btc @ market pls", True),
+    ("lift 40 aussie at best", True),
+    ("mkt order: sell 1k oz silver", True),
+    ("achète 5 millions eurchf au marché", True),
+    ("vendo 3 millones usdmxn a mercado", True),
+    ("kaufe 2 Mio EURUSD bestens", True),
+    ("compra 10 mio eurusd al meglio", True),
+    ("move the 3k AMD buy to lmt 150 from mkt", False),               # a bare "mkt" is no order type
+    ("buy 20 cable at 1.2710", False),
+])
+def test_stated_market(text, expected):
+    assert stated_market(text) is expected
+
+
+@pytest.mark.parametrize("intent, model_order_type, expected", [
+    ("order", None, "market"), ("order", "limit", "limit"), ("rfq", None, None)])
+def test_an_order_stated_at_market_fills_the_type_the_model_left_out(intent, model_order_type, expected):
+    raw = {**RAW, "intent": intent, "order_type": model_order_type, "price": None}
+    result = normalize_extraction(raw, "buy 10m cable 1w at mkt", REF)
+    assert result.fields["order_type"] == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("we'd rec 4y sonia at 3.88 in 60m", True),
+    ("I can pay 12y estr 2.51", True),
+    ("we would receive 6y saron 0.58, chf 30m", True),
+    ("can pay 15y sofr 3.97 in 25m", True),
+    ("where would they pay 9y sofr?", False),                       # asks
+    ("who can rec eur 40m 3y estr", False),
+    ("pay 4y sonia 3.88 in 60m", False),                            # an order
+])
+def test_offers_a_swap_level(text, expected):
+    assert offers_a_swap_level(text) is expected
+
+
+@pytest.mark.parametrize("text, intent", [("we'd rec 4y sonia at 3.88 in 60m", "quote"),
+                                          ("rec 4y sonia at 3.88 in 60m", "order")])
+def test_a_swap_level_offered_is_a_quote(text, intent):
+    raw = {"intent": "order", "side": "sell", "asset_class": "rates_swap", "symbol": "sonia", "quantity": "60m",
+           "price": "3.88", "tenor": "4y"}
+    assert normalize_extraction(raw, text, REF).fields["intent"] == intent
+
+
+@pytest.mark.parametrize("span, expected", [
+    ("saron chf", "SARON"), ("USD SOFR", "SOFR"), ("10y sonia", "SONIA"), ("€STR", "ESTR"), ("euribor 6m", "EURIBOR"),
+    ("OIS", "OIS"),                                                 # no index named: as written
+])
+def test_a_rates_swap_symbol_is_the_bare_index(span, expected):
+    assert normalize_symbol(span, "rates_swap") == expected
