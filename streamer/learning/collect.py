@@ -49,15 +49,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# The blind sets and the gold test split: the numbers the loop's gate and the README report (blind_v4 and blind_v5,
-# read after their one scoring, are development sets now and stay out of training all the same). Relative to the
-# checkout the command runs in, like the gate's sets (an installed package has no datasets/ beside it).
+# The blind sets and the gold test split: the numbers the loop's gate and the README report (blind_v4, blind_v5 and
+# blind_v9, read after their one scoring, are development sets now and stay out of training all the same). Relative
+# to the checkout the command runs in, like the gate's sets (an installed package has no datasets/ beside it).
 # datasets/manifest.json marks no file as frozen (it holds counts and hashes only), so the list is named here.
 FROZEN_TEST_FILES: tuple[Path, ...] = (Path("datasets/blind_v1.jsonl"), Path("datasets/blind_v2.jsonl"),
                                          Path("datasets/blind_v3.jsonl"), Path("datasets/blind_v4.jsonl"),
                                          Path("datasets/blind_v5.jsonl"), Path("datasets/blind_v6.jsonl"),
                                          Path("datasets/blind_v7.jsonl"), Path("datasets/blind_v8.jsonl"),
-                                         Path("datasets/blind_v9.jsonl"),
+                                         Path("datasets/blind_v9.jsonl"), Path("datasets/blind_v10.jsonl"),
                                          Path("datasets/splits/gold_test.jsonl"))
 HELDOUT_FRACTION = 0.2
 LABEL_DECISIONS: frozenset[str] = frozenset({"accept", "not_trade"})

@@ -153,7 +153,8 @@ _EXIT = (r"(?:get(?:ting)? (?:me |us )?(?:out|flat)|go flat|take (?:me |us )?out
          r"|stop (?:me |us )?out|flatten\w*|square\w*(?: (?:me|us))?(?: up)?|clos(?:e|ing)(?: out)?|unwind\w*"
          r"|cover\w*|lighten\w*|trim\w*|reduce\w*"
          r"|cut|scale out|buy back|stop(?:[- ]?loss)? on|take (?:profits?|(?:it |them |that )?off))")
-_POSITION = r"(?<!\bhow )(?<!\bas )(?<!\bso )(?<!\btoo )(long|short|payer|receiver)(?! (?:weekend|time|day|way|story))"
+_POSITION = (r"(?<!\bhow )(?<!\bas )(?<!\bso )(?<!\btoo )(long|short|payer|receiver)s?"
+             r"(?! (?:weekend|time|day|way|story))")
 _IN_SENTENCE = r"(?:(?![;!?]|\.(?:\s|$)).)"  # not across a sentence's end; "161.80" is no end
 _CLOSING = re.compile(rf"\b{_EXIT}\b{_IN_SENTENCE}{{0,60}}?\b{_POSITION}\b"
                       rf"|\b{_POSITION}\b{_IN_SENTENCE}{{0,40}}?\b{_EXIT}\b", re.IGNORECASE)
@@ -167,9 +168,10 @@ _SHORT_SIDE_WORD = re.compile(r"\b(?:short|payer|receiver)s?\b", re.IGNORECASE)
 
 
 # An order "at market" in the words of the desks (ANNOTATION.md): "at mkt", "@ market", "at best", "mkt order",
-# "bestens", "au marché", "a mercado", "al meglio". A bare "mkt" is not enough ("to lmt 152 from mkt").
+# "bestens", "au marché", "a mercado", "al meglio", "al mejor precio". A bare "mkt" is not enough ("to lmt 152 from
+# mkt").
 _AT_MARKET = re.compile(r"(?<!\w)(?:(?:at|@) ?(?:mkt|market|best)|(?:mkt|market) order|bestens|au march[ée]|a mercado"
-                        r"|al meglio)\b", re.IGNORECASE)
+                        r"|al meglio|al mejor(?: precio)?)\b", re.IGNORECASE)
 
 
 def stated_market(text: str) -> bool:
@@ -179,13 +181,32 @@ def stated_market(text: str) -> bool:
 
 # "we'd rec 3y tona at 0.98", "I can pay 7y sofr 3.70", "can rec 3y estr 2.205": a level offered, not an order
 # (ANNOTATION.md, one-sided quotes). Not "where they can pay" or "who can receive", which ask.
-_OFFERED_SWAP_LEVEL = re.compile(r"(?:\b(?:i|we)(?:\s+can|'d|’d|\s+would|\s+could)|^\W*can)\s+(?:pay|rec|receiv)\w*\b",
-                                 re.IGNORECASE)
+_OFFERED_SWAP_LEVEL = re.compile(
+    r"(?:\b(?:i|we)(?:\s+can|'d|’d|\s+would|\s+could)|^\W*can)\s+(?:pay|rec|receiv)\w*\b", re.IGNORECASE)
 
 
 def offers_a_swap_level(text: str) -> bool:
     """True when the sender offers to pay or receive at a level rather than asking or ordering."""
     return _OFFERED_SWAP_LEVEL.search(text) is not None
+
+
+# An rfq's side from what it asks for (ANNOTATION.md): the other side's offer ("Brief", "lettera") is wanted by a buyer,
+# its bid ("Geld", "denaro") by a seller; where *you* pay, I sell ("where would you pay me 8y sonia"), where you
+# receive, I buy. Both bid and offer words ("Geld/Brief") ask for a two-way price and decide nothing.
+_ONE_SIDED_WORDS = {"brief": "buy", "lettera": "buy", "geld": "sell", "denaro": "sell"}
+_ONE_SIDED = re.compile(r"\b(brief|lettera|geld|denaro)\b", re.IGNORECASE)
+_YOU_PAY_OR_RECEIVE = re.compile(r"\b(?:where|what|lvl|level)\b[^.?!]{0,30}?\b(?:you|u|ya)\b[^.?!]{0,12}?"
+                                 r"\b(pay|paying|receive|receiving|rec)\b", re.IGNORECASE)
+
+
+def asked_side(text: str) -> str | None:
+    """The side an rfq's words give its sender, or None when they give none."""
+    sides = {_ONE_SIDED_WORDS[word.lower()] for word in _ONE_SIDED.findall(text)}
+    if len(sides) == 1:
+        return sides.pop()
+    if not sides and (m := _YOU_PAY_OR_RECEIVE.search(text)):
+        return "sell" if m.group(1).lower().startswith("pay") else "buy"
+    return None
 
 
 def closing_side(text: str) -> str | None:
@@ -326,6 +347,12 @@ def normalize_symbol(span: str, asset_class: str | None) -> str:
         return normalize_crypto(span)
     cleaned = re.sub(r"\s+", " ", span.strip().strip(".,!?:;")).upper()
     cleaned = re.sub(r"€STR\b", "ESTR", cleaned)  # the euro short-term rate, as the ECB writes it
+    if asset_class not in ("crypto", None) and cleaned in ISO_CURRENCIES:
+        # "RECEIVE 20M AUD 3Y BBSW" read as a bond named AUD: a currency is no share, bond or swap
+        raise NormalizationError("unknown_symbol", f"a currency is no {asset_class} symbol: {span!r}")
+    if asset_class not in ("crypto", None):
+        # "AIR FP VS EXANE": "vs X" names the counterparty (ANNOTATION.md), it is never part of a share or bond
+        cleaned = re.split(r"\s+VS\.?\s+", cleaned, maxsplit=1)[0]
     if asset_class == "rates_swap":
         # the bare index is the symbol (ANNOTATION.md): "SARON CHF", "USD SOFR", "10Y SONIA" are the index and more
         indexes = {word for word in re.findall(r"[A-Z]+", cleaned) if word in RATES_INDEXES}
@@ -755,6 +782,9 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     if asset_class in FX_CLASSES and out["symbol"] and written_reversed(raw["symbol"], out["symbol"]):
         # selling JPY against USD is buying USDJPY: the side follows the market-order pair
         out["side"] = OPPOSITE_SIDE.get(out["side"], out["side"])
+    asked = asked_side(text) if intent == "rfq" else None
+    if asked and out["side"] != asked:  # the words decide, as sure as the reading that it is an rfq
+        out["side"], derived["side"] = asked, ("intent",)
     closing = closing_side(text)
     if closing and out["side"] != closing:  # the phrase decides; as sure as the reading that it is a trade at all
         out["side"], derived["side"] = closing, ("intent",)

@@ -21,6 +21,7 @@ from streamer.data.manage import (
 from streamer.finetune.targets import build_targets, extraction_for, reference_date
 from streamer.parsing.normalize import (
     FX_CLASSES,
+    asked_side,
     closing_side,
     implied_asset_class,
     normalize_extraction,
@@ -39,9 +40,10 @@ TRAINING_FILES = ["synth_train.jsonl", "splits/gold_train.jsonl", "splits/hand_t
                   "splits/hand_round2_train.jsonl", "splits/hand_round3_train.jsonl"]
 DEV_FILES = ["splits/gold_dev.jsonl", "splits/hand_dev.jsonl", "splits/hand_classes_dev.jsonl",
              "splits/hand_round2_dev.jsonl", "splits/hand_round3_dev.jsonl", "learning/exit_phrasing.jsonl",
-             "blind_v4.jsonl", "blind_v5.jsonl"]
+             "blind_v4.jsonl", "blind_v5.jsonl", "blind_v9.jsonl"]
 HELD_OUT = ["splits/gold_test.jsonl", "blind_v1.jsonl", "blind_v2.jsonl", "blind_v3.jsonl", "blind_v4.jsonl",
-            "blind_v5.jsonl", "blind_v6.jsonl", "blind_v7.jsonl", "blind_v8.jsonl", "blind_v9.jsonl"]
+            "blind_v5.jsonl", "blind_v6.jsonl", "blind_v7.jsonl", "blind_v8.jsonl", "blind_v9.jsonl",
+            "blind_v10.jsonl"]
 BLIND = "blind_v1.jsonl"  # written for issue 18, frozen before any tuning: its sha256 is in the manifest
 BLIND_V2 = "blind_v2.jsonl"  # written without any model run on it, frozen at once: its sha256 is in the manifest
 BLIND_V3 = "blind_v3.jsonl"  # the same, written before the confidence work of its release: its sha256 is in the manifest
@@ -50,7 +52,8 @@ BLIND_V5 = "blind_v5.jsonl"  # the same; scored once, then read: a development s
 BLIND_V6 = "blind_v6.jsonl"  # the same, frozen before the release's last changes were measured; scored once
 BLIND_V7 = "blind_v7.jsonl"  # the same, frozen before the retrained adapter it measures was trained; scored once
 BLIND_V8 = "blind_v8.jsonl"  # the same, frozen a release before its changes were written; scored once
-BLIND_V9 = "blind_v9.jsonl"  # the same, frozen for the next release: not scored yet
+BLIND_V9 = "blind_v9.jsonl"  # the same, frozen before that release's last changes; scored once, then read: development
+BLIND_V10 = "blind_v10.jsonl"  # the same, frozen for the next release: not scored yet
 
 
 def _manifest() -> dict:
@@ -66,7 +69,7 @@ def test_manifest_matches_the_file(name):
 
 @pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl",
                                   "hand_round3.jsonl", "probe_counterparty.jsonl", BLIND, BLIND_V2, BLIND_V3,
-                                  BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8])
+                                  BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8, BLIND_V9, BLIND_V10])
 def test_annotated_records_are_valid(name):
     records = read_jsonl(DATASETS / name)
     ids = [r["id"] for r in records]
@@ -100,7 +103,7 @@ def test_training_files_do_not_contain_held_out_messages(name):
 
 @pytest.mark.parametrize("name", ["hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "hand_round3.jsonl",
                                   "probe_counterparty.jsonl", BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V7, BLIND_V8,
-                                  BLIND_V9])
+                                  BLIND_V9, BLIND_V10])
 def test_every_hand_annotated_record_is_trainable(name):
     """Hand-written lines are (or will be) trained on: each annotation must reproduce through the normalizer.
 
@@ -162,9 +165,9 @@ def test_the_blind_set_is_new_to_every_other_file_and_frozen():
 
 
 @pytest.mark.parametrize("name", [BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7,
-                                  BLIND_V8, BLIND_V9])
+                                  BLIND_V8, BLIND_V9, BLIND_V10])
 def test_the_later_blind_sets_are_new_to_every_other_file_and_frozen(name):
-    """blind_v2 to blind_v9 were each written as a headline test set: no line of one is in, or near, any other file
+    """blind_v2 to blind_v10 were each written as a headline test set: no line of one is in, or near, any other file
     (earlier blind sets included).
 
     Near is the word 3-gram Jaccard of `streamer data check`; the sha256 in the manifest keeps each frozen.
@@ -194,7 +197,7 @@ def test_the_normalizer_decisions_from_the_text_agree_with_every_annotation(name
     """What the normalizer decides from the words alone (docs/evaluation.md, "The release after") overrides the model
     or fills what it left out, so it must never contradict an annotation: the side that closes a named position, the
     asset class a symbol names, the bank a message opens with ("jpm: ...", "[BNPP] ..."), an order stated at market, a swap level
-    offered ("we'd rec 3y tona at 0.98" is a quote).
+    offered ("we'd rec 3y tona at 0.98" is a quote), the side an rfq asks for ("Brief in 10 Mio ..." buys).
 
     Checked on training and development files only; the held-out sets are not read to tune rules."""
     contradicted = []
@@ -210,6 +213,9 @@ def test_the_normalizer_decisions_from_the_text_agree_with_every_annotation(name
             contradicted.append((record["id"], "side", side))
         if expected["intent"] == "order" and stated_market(record["text"]) and expected["order_type"] != "market":
             contradicted.append((record["id"], "order_type", "market"))
+        asked = asked_side(record["text"]) if expected["intent"] == "rfq" else None
+        if asked is not None and asked != expected["side"]:
+            contradicted.append((record["id"], "side", asked))
         priced = expected["price"] is not None or expected["bid"] is not None
         if priced and offers_a_swap_level(record["text"]) and expected["intent"] != "quote":
             contradicted.append((record["id"], "intent", "quote"))

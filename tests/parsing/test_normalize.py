@@ -5,8 +5,10 @@ from datetime import date
 import pytest
 
 from streamer.parsing.normalize import (
-    NormalizationError, adjacent_currency, closing_side, offers_a_swap_level, stated_market, implied_asset_class, prefix_counterparty, is_grounded, normalize_counterparty, whole_name, normalize_currency, normalize_extraction, normalize_price, normalize_quantity,
-    normalize_quote, normalize_symbol, normalize_tenor, split_amount_currency, split_pair_tenor,
+    NormalizationError, adjacent_currency, asked_side, closing_side, offers_a_swap_level, stated_market,
+    implied_asset_class, prefix_counterparty, is_grounded, normalize_counterparty, whole_name, normalize_currency,
+    normalize_extraction, normalize_price, normalize_quantity, normalize_quote, normalize_symbol, normalize_tenor,
+    split_amount_currency, split_pair_tenor,
 )
 
 REF = date(2026, 11, 25)
@@ -281,12 +283,15 @@ RAW = {"intent": "order", "side": "buy", "asset_class": "fx_forward", "symbol": 
     ({"asset_class": "bond", "symbol": "T 4.5 05/34", "quantity": "1/2", "tenor": None, "price": None},
      "buy T 4.5 05/34 at 101 1/2", {"quantity": None}, [("unparseable_value", "quantity")]),
     # "J": Jahre for a swap or bond (German), jours for FX (French)
+    ({"asset_class": "rates_swap", "symbol": "ESTR", "tenor": "10J", "price": None}, "zahle 10m EUR 10J ESTR Swap",
+     {"tenor": "10Y"}, []),
+    ({"asset_class": "rates_swap", "symbol": "ESTR", "tenor": "10 j.", "price": None}, "zahle 10m EUR 10 j. ESTR",
+     {"tenor": "10Y"}, []),
+    ({"asset_class": "rates_swap", "symbol": "ESTR", "tenor": "10 jahre", "price": None}, "10m EUR ESTR 10 jahre",
+     {"tenor": "10Y"}, []),
+    # a currency is no symbol outside FX: a swap or bond "named" EUR goes to review
     ({"asset_class": "rates_swap", "symbol": "EUR", "tenor": "10J", "price": None}, "zahle 10m EUR 10J Swap",
-     {"tenor": "10Y"}, []),
-    ({"asset_class": "rates_swap", "symbol": "EUR", "tenor": "10 j.", "price": None}, "zahle 10m EUR 10 j. Swap",
-     {"tenor": "10Y"}, []),
-    ({"asset_class": "rates_swap", "symbol": "EUR", "tenor": "10 jahre", "price": None}, "10m EUR 10 jahre",
-     {"tenor": "10Y"}, []),
+     {"symbol": None, "tenor": "10Y"}, [("unknown_symbol", "symbol")]),
     ({"tenor": "10j"}, "achète 10m cable 10j @ 1.2710", {"tenor": "10D"}, []),
     # closing a position: the phrase decides the side, whatever the model read
     ({"side": "sell", "tenor": None, "price": None}, "get me out of my cable short, 10m", {"side": "buy"}, []),
@@ -398,6 +403,8 @@ def test_asset_class_follows_the_instrument_and_value_date(changes, asset_class,
     ("where can u get us out of 4k oz silver?", "sell"),
     ("get me out of 6k HOOD, i was short", "buy"),               # a position word decides
     ("im out of ideas, buy 5 cable", None),                      # not a holding
+    ("flatten my NQM7 longs", "sell"),                           # positions in the plural
+    ("cover the shorts in 3k HOOD", "buy"),
 ])
 def test_closing_side(text, expected):
     assert closing_side(text) == expected
@@ -476,6 +483,7 @@ def test_a_choice_price_is_a_two_way_quote_at_one_level(text, fields):
     ("vendo 3 millones usdmxn a mercado", True),
     ("kaufe 2 Mio EURUSD bestens", True),
     ("compra 10 mio eurusd al meglio", True),
+    ("compra 4 ETH al mejor precio", True),
     ("move the 3k AMD buy to lmt 150 from mkt", False),               # a bare "mkt" is no order type
     ("buy 20 cable at 1.2710", False),
 ])
@@ -518,3 +526,26 @@ def test_a_swap_level_offered_is_a_quote(text, intent):
 ])
 def test_a_rates_swap_symbol_is_the_bare_index(span, expected):
     assert normalize_symbol(span, "rates_swap") == expected
+
+
+@pytest.mark.parametrize("span, asset_class, expected", [
+    ("BNP FP VS SOCGEN", "equity", "BNP FP"), ("DBR 2.6 08/34 vs. ubs", "bond", "DBR 2.6 08/34"),
+    ("eth vs usdt", "crypto", "ETHUSDT"),                           # a crypto pair keeps its quote currency
+])
+def test_vs_and_a_name_are_no_part_of_a_symbol(span, asset_class, expected):
+    assert normalize_symbol(span, asset_class) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Was ist dein Brief in 25 Mio EURNOK?", "buy"),               # the other side's offer: a buyer asks
+    ("lettera per 3 mio eurchf?", "buy"),
+    ("Geld für 2 Mio GBPCHF?", "sell"),
+    ("Geld/Brief für 1.000 BAS GY", None),                          # both: a two-way price
+    ("where would you pay me 6y sonia in 30m", "sell"),            # you pay, I receive
+    ("where do u receive 9y sofr, 60m?", "buy"),
+    ("what would you pay for 10m OAT 3 05/33?", "sell"),
+    ("where can they pay 5y estr?", None),                         # a client's side is the model's to read
+    ("px in 20 cable", None),
+])
+def test_asked_side(text, expected):
+    assert asked_side(text) == expected
