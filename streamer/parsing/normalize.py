@@ -164,7 +164,8 @@ _CLOSED_BY = {"long": "sell", "payer": "sell", "short": "buy", "receiver": "buy"
 # Getting out of a holding that names no position word: what one holds is long ("take me out of my 2k IBM" sells).
 _OUT_OF_HOLDING = re.compile(r"\b(?:(?:get(?:ting)?|take)(?: me| us)? out of|take-out|(?:i'?m|we'?re) out of my)\b",
                              re.IGNORECASE)
-_SHORT_SIDE_WORD = re.compile(r"\b(?:short|payer|receiver)s?\b", re.IGNORECASE)
+# Any other position word means the holding may not be long: the default is off.
+_OTHER_POSITION = re.compile(rf"\b(?:{'|'.join(word for word in _CLOSED_BY if word != 'long')})s?\b", re.IGNORECASE)
 
 
 # An order "at market" in the words of the desks (ANNOTATION.md): "at mkt", "@ market", "at best", "mkt order",
@@ -172,6 +173,9 @@ _SHORT_SIDE_WORD = re.compile(r"\b(?:short|payer|receiver)s?\b", re.IGNORECASE)
 # mkt").
 _AT_MARKET = re.compile(r"(?<!\w)(?:(?:at|@) ?(?:mkt|market|best)|(?:mkt|market) order|bestens|au march[ée]|a mercado"
                         r"|al meglio|al mejor(?: precio)?)\b", re.IGNORECASE)
+
+
+_CHOICE = re.compile(r"\bchoice\b", re.IGNORECASE)  # a two-way price at one level: bid = ask (ANNOTATION.md)
 
 
 def stated_market(text: str) -> bool:
@@ -214,7 +218,7 @@ def closing_side(text: str) -> str | None:
     m = _CLOSING.search(text)
     if m:
         return _CLOSED_BY[(m.group(1) or m.group(2)).lower()]
-    if _OUT_OF_HOLDING.search(text) and not _SHORT_SIDE_WORD.search(text):
+    if _OUT_OF_HOLDING.search(text) and not _OTHER_POSITION.search(text):
         return "sell"
     return None
 
@@ -347,10 +351,9 @@ def normalize_symbol(span: str, asset_class: str | None) -> str:
         return normalize_crypto(span)
     cleaned = re.sub(r"\s+", " ", span.strip().strip(".,!?:;")).upper()
     cleaned = re.sub(r"€STR\b", "ESTR", cleaned)  # the euro short-term rate, as the ECB writes it
-    if asset_class not in ("crypto", None) and cleaned in ISO_CURRENCIES:
-        # "RECEIVE 20M AUD 3Y BBSW" read as a bond named AUD: a currency is no share, bond or swap
-        raise NormalizationError("unknown_symbol", f"a currency is no {asset_class} symbol: {span!r}")
-    if asset_class not in ("crypto", None):
+    if asset_class is not None:  # FX and crypto returned above
+        if cleaned in ISO_CURRENCIES:  # "RECEIVE 20M AUD 3Y BBSW" read as a bond named AUD
+            raise NormalizationError("unknown_symbol", f"a currency is no {asset_class} symbol: {span!r}")
         # "AIR FP VS EXANE": "vs X" names the counterparty (ANNOTATION.md), it is never part of a share or bond
         cleaned = re.split(r"\s+VS\.?\s+", cleaned, maxsplit=1)[0]
     if asset_class == "rates_swap":
@@ -446,7 +449,10 @@ def split_amount_currency(span: str) -> tuple[str, str | None]:
     return re.sub(r"\s+", " ", rest), normalize_currency(m.group(0))
 
 
-_CURRENCY_TOKEN = r"(?:[$€£¥]|[a-z]{3,8})"
+# A currency word or code right before an amount ("EUR 50m", "$75mm"), or right after it ("30m eur", "20 millions
+# d'euros"); never the quote currency of a pair written around the amount ("ada vs usd 100k", "100k usd/jpy").
+_CURRENCY_BEFORE = re.compile(r"(?<!vs )(?<!v )(?<!against )(?<!/)(?:^|(?<=[\s(]))([$€£¥]|[a-z]{3,8})\s*$")
+_CURRENCY_AFTER = re.compile(r"\s*(?:d'|of\s)?\s*([a-z]{3,8})(?![\w/])(?!\s*(?:/|vs\b|v\b|against\b))")
 
 
 def adjacent_currency(span: str, text: str) -> str | None:
@@ -456,24 +462,16 @@ def adjacent_currency(span: str, text: str) -> str | None:
     (ANNOTATION.md); the model sometimes copies the amount without it. Only a
     span that occurs once counts, so the currency cannot belong to another number.
     """
-    low, amount = _loose(text), re.escape(_loose(span))
-    found = list(re.finditer(rf"(?<![\w.,]){amount}(?![\w])", low))
+    low = _loose(text)
+    found = list(re.finditer(rf"(?<![\w.,]){re.escape(_loose(span))}(?!\w)", low))
     if len(found) != 1:
         return None
-    # not the quote currency of a pair written around the amount: "ada vs usd 100k", "100k usd/jpy"
-    before = re.search(rf"(?<!vs )(?<!v )(?<!against )(?<!/)(?:^|(?<=[\s(]))({_CURRENCY_TOKEN})\s*$",
-                       low[: found[0].start()])
-    after = re.match(rf"\s*(?:d'|of\s)?\s*({_CURRENCY_TOKEN})(?![\w/])(?!\s*(?:/|vs\b|v\b|against\b))",
-                     low[found[0].end():])
-    for match in (after, before):
-        if match is None:
-            continue
-        token = match.group(1)
-        if len(token) > 1 and not (token in CURRENCY_WORDS or token.upper() in ISO_CURRENCIES):
-            continue
-        if len(token) == 1 and match is after:
-            continue  # '10m $' is no notation; '$10m' is
-        return normalize_currency(token)
+    for match in (_CURRENCY_AFTER.match(low, found[0].end()), _CURRENCY_BEFORE.search(low[: found[0].start()])):
+        if match is not None:
+            try:
+                return normalize_currency(match.group(1))
+            except NormalizationError:  # a word that is no currency ("for 10m", "10m sofr")
+                continue
     return None
 
 
@@ -832,7 +830,7 @@ def normalize_extraction(raw: dict, text: str, reference: date) -> Normalized:
     if intent == "order" and (out["price"] is not None or out["bid"] is not None) and offers_a_swap_level(text):
         out["intent"] = intent = "quote"
     if (intent == "quote" and out["price"] is not None and out["bid"] is None and out["ask"] is None
-            and re.search(r"\bchoice\b", text, re.IGNORECASE)):
+            and _CHOICE.search(text)):
         # a choice price is a two-way quote at one level (ANNOTATION.md), whatever field the model put it in
         out["bid"] = out["ask"] = out["price"]
         out["price"], out["side"] = None, "two_way"
