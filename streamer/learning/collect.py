@@ -58,7 +58,7 @@ FROZEN_TEST_FILES: tuple[Path, ...] = (Path("datasets/blind_v1.jsonl"), Path("da
                                          Path("datasets/blind_v5.jsonl"), Path("datasets/blind_v6.jsonl"),
                                          Path("datasets/blind_v7.jsonl"), Path("datasets/blind_v8.jsonl"),
                                          Path("datasets/blind_v9.jsonl"), Path("datasets/blind_v10.jsonl"),
-                                         Path("datasets/splits/gold_test.jsonl"))
+                                         Path("datasets/blind_v11.jsonl"), Path("datasets/splits/gold_test.jsonl"))
 HELDOUT_FRACTION = 0.2
 LABEL_DECISIONS: frozenset[str] = frozenset({"accept", "not_trade"})
 DECISIONS: tuple[str, ...] = Decision.__args__

@@ -43,7 +43,7 @@ DEV_FILES = ["splits/gold_dev.jsonl", "splits/hand_dev.jsonl", "splits/hand_clas
              "blind_v4.jsonl", "blind_v5.jsonl", "blind_v9.jsonl"]
 HELD_OUT = ["splits/gold_test.jsonl", "blind_v1.jsonl", "blind_v2.jsonl", "blind_v3.jsonl", "blind_v4.jsonl",
             "blind_v5.jsonl", "blind_v6.jsonl", "blind_v7.jsonl", "blind_v8.jsonl", "blind_v9.jsonl",
-            "blind_v10.jsonl"]
+            "blind_v10.jsonl", "blind_v11.jsonl"]
 BLIND = "blind_v1.jsonl"  # written for issue 18, frozen before any tuning: its sha256 is in the manifest
 BLIND_V2 = "blind_v2.jsonl"  # written without any model run on it, frozen at once: its sha256 is in the manifest
 BLIND_V3 = "blind_v3.jsonl"  # the same, written before the confidence work of its release: its sha256 is in the manifest
@@ -53,7 +53,8 @@ BLIND_V6 = "blind_v6.jsonl"  # the same, frozen before the release's last change
 BLIND_V7 = "blind_v7.jsonl"  # the same, frozen before the retrained adapter it measures was trained; scored once
 BLIND_V8 = "blind_v8.jsonl"  # the same, frozen a release before its changes were written; scored once
 BLIND_V9 = "blind_v9.jsonl"  # the same, frozen before that release's last changes; scored once, then read: development
-BLIND_V10 = "blind_v10.jsonl"  # the same, frozen for the next release: not scored yet
+BLIND_V10 = "blind_v10.jsonl"  # the same, frozen a release before it was scored; scored once
+BLIND_V11 = "blind_v11.jsonl"  # the same, frozen for the next release: not scored yet
 
 
 def _manifest() -> dict:
@@ -69,7 +70,7 @@ def test_manifest_matches_the_file(name):
 
 @pytest.mark.parametrize("name", ["gold.jsonl", "hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl",
                                   "hand_round3.jsonl", "probe_counterparty.jsonl", BLIND, BLIND_V2, BLIND_V3,
-                                  BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8, BLIND_V9, BLIND_V10])
+                                  BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7, BLIND_V8, BLIND_V9, BLIND_V10, BLIND_V11])
 def test_annotated_records_are_valid(name):
     records = read_jsonl(DATASETS / name)
     ids = [r["id"] for r in records]
@@ -103,7 +104,7 @@ def test_training_files_do_not_contain_held_out_messages(name):
 
 @pytest.mark.parametrize("name", ["hand.jsonl", "hand_classes.jsonl", "hand_round2.jsonl", "hand_round3.jsonl",
                                   "probe_counterparty.jsonl", BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V7, BLIND_V8,
-                                  BLIND_V9, BLIND_V10])
+                                  BLIND_V9, BLIND_V10, BLIND_V11])
 def test_every_hand_annotated_record_is_trainable(name):
     """Hand-written lines are (or will be) trained on: each annotation must reproduce through the normalizer.
 
@@ -165,9 +166,9 @@ def test_the_blind_set_is_new_to_every_other_file_and_frozen():
 
 
 @pytest.mark.parametrize("name", [BLIND_V2, BLIND_V3, BLIND_V4, BLIND_V5, BLIND_V6, BLIND_V7,
-                                  BLIND_V8, BLIND_V9, BLIND_V10])
+                                  BLIND_V8, BLIND_V9, BLIND_V10, BLIND_V11])
 def test_the_later_blind_sets_are_new_to_every_other_file_and_frozen(name):
-    """blind_v2 to blind_v10 were each written as a headline test set: no line of one is in, or near, any other file
+    """blind_v2 to blind_v11 were each written as a headline test set: no line of one is in, or near, any other file
     (earlier blind sets included).
 
     Near is the word 3-gram Jaccard of `streamer data check`; the sha256 in the manifest keeps each frozen.
