@@ -38,6 +38,11 @@ Per message:
   for t = 0.0, 0.1, ..., 0.9. At t a message goes to review when it was flagged
   for a named reason other than low confidence (those do not depend on t), or
   had no result, or its confidence is below t: the parser's own rule.
+- review for the silent target: the least flag rate that keeps silent errors at
+  or under 0.5% of messages (issue 18's precision target), found over the same
+  rule as the sweep at every threshold that changes a decision (just above each
+  message's confidence); reported with that threshold. It says what review rate
+  the target would cost with this configuration's confidence.
 - by tag: for each of the gold lines' `tags`, exact match, flag rate and silent
   errors over the lines that carry it (a line with two tags counts in both).
 - speed: latency p50/p95 of `provenance.latency_ms` (linear interpolation between
@@ -56,6 +61,7 @@ from schemas import CONTRACT_FIELDS
 RELATIVE_TOLERANCE = 1e-9
 CALIBRATION_BINS = 10
 SWEEP_THRESHOLDS = tuple(i / 10 for i in range(10))
+SILENT_TARGET = 0.005  # at most 0.5% of messages published wrong (issue 18)
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,31 @@ def threshold_sweep(cases: Sequence[EvalCase], thresholds: Sequence[float] = SWE
     return rows
 
 
+def review_for_silent_target(cases: Sequence[EvalCase], target: float = SILENT_TARGET) -> dict | None:
+    """The lowest threshold whose silent error rate is at most `target`, with its flag scores (None for no cases).
+
+    Raising the threshold only adds flags, so silent errors only fall: a binary
+    search over the thresholds that change a decision (0, and 1e-4 above each
+    confidence, which are rounded to 4 decimals) finds the least review. Above
+    every confidence nothing is published, so one always exists.
+    """
+    if not cases:
+        return None
+    candidates = sorted({0.0} | {round(c.confidence + 1e-4, 6) for c in cases if c.confidence is not None})
+
+    def scores(t: float) -> dict:
+        return {"target": target, "threshold": t, **threshold_sweep(cases, [t])[0]}
+
+    low, high = 0, len(candidates) - 1
+    while low < high:
+        middle = (low + high) // 2
+        if scores(candidates[middle])["silent_error_rate"] <= target:
+            high = middle
+        else:
+            low = middle + 1
+    return scores(candidates[low])
+
+
 def by_tag(cases: Sequence[EvalCase]) -> dict[str, dict]:
     """Per gold tag: messages, exact match and the flag scores of the lines that carry it (a line counts once per tag)."""
     tagged: dict[str, list[EvalCase]] = {}
@@ -263,6 +294,7 @@ def summarize(cases: Sequence[EvalCase]) -> dict:
         **flags,
         "calibration": {"ece": ece, "n": len(pairs), "bins": table},
         "threshold_sweep": threshold_sweep(cases),
+        "review_for_silent_target": review_for_silent_target(cases),
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
                        "mean": _ratio(sum(latencies), len(latencies))},
         "generated_tokens_per_s": _ratio(generated, seconds) if generated else None,

@@ -40,6 +40,11 @@ def _num(digits: int) -> Callable[[float | None], str]:
     return lambda value: "–" if value is None else f"{value:.{digits}f}"
 
 
+def _at_target(row: dict | None) -> str:
+    """'45.6% at threshold 0.9901': the review the silent-error target costs (metrics.review_for_silent_target)."""
+    return "–" if row is None else f"{_pct(row['flag_rate'])} at threshold {row['threshold']:.4g}"
+
+
 # (row label, how to read it from a run's metrics, how to print it)
 SUMMARY_ROWS: list[tuple[str, Callable[[dict], float | None], Callable]] = [
     ("exact match", lambda m: m["exact_match"], _pct),
@@ -50,6 +55,7 @@ SUMMARY_ROWS: list[tuple[str, Callable[[dict], float | None], Callable]] = [
     ("flag precision", lambda m: m["flag_precision"], _pct),
     ("flag recall", lambda m: m["flag_recall"], _pct),
     ("silent errors (published, wrong)", lambda m: m["silent_error_rate"], _pct),
+    ("flag rate for silent errors <= 0.5%", lambda m: m["review_for_silent_target"], _at_target),
     ("calibration ECE", lambda m: m["calibration"]["ece"], _num(3)),
     ("latency p50 (ms)", lambda m: m["latency_ms"]["p50"], _num(1)),
     ("latency p95 (ms)", lambda m: m["latency_ms"]["p95"], _num(1)),
@@ -354,6 +360,9 @@ def render_block(payload: dict, name: str, document: Path = Path("README.md")) -
         "",
     ]
     rows = [[label] + [fmt(read(c["metrics"])) for c in configs] for label, read, fmt in DOCS_ROWS]
+    if all("review_for_silent_target" in c["metrics"] for c in configs):  # results from before it have no such row
+        rows.insert(7, ["flag rate that keeps silent errors at or under 0.5%"]
+                    + [_at_target(c["metrics"]["review_for_silent_target"]) for c in configs])
     lines += _table(["metric"] + names, rows) + [""]
     fields = configs[0]["metrics"]["fields"]
     rows = [[f"{field} ({fields[field]['support']})"] + [_num(3)(c["metrics"]["fields"][field]["f1"]) for c in configs]

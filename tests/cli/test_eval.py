@@ -19,7 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SUMMARY_KEYS = {
     "n", "fields", "micro", "macro_f1", "exact_match", "exact_match_count", "valid_output_rate", "flag_rate",
     "flag_precision", "flag_recall", "silent_error_rate", "calibration", "latency_ms", "generated_tokens_per_s",
-    "threshold_sweep", "by_tag",
+    "threshold_sweep", "review_for_silent_target", "by_tag",
 }
 FIELD_KEYS = {"tp", "fp", "fn", "tn", "scored", "support", "precision", "recall", "f1", "accuracy"}
 

@@ -40,6 +40,19 @@ def test_the_block_quotes_the_command_and_the_numbers_of_its_results_file():
     assert "../../../docs/results/eval/gold_test.json" in report.render_block(payload, "gold_test", MODEL_CARD)
 
 
+def test_the_silent_target_row_is_rendered_only_for_results_that_measured_it():
+    """Results written before `review_for_silent_target` existed keep their blocks unchanged."""
+    payload = orjson.loads(report.results_path("gold_test", ROOT).read_bytes())
+    for config in payload["configs"]:
+        config["metrics"].pop("review_for_silent_target", None)
+    label = "| flag rate that keeps silent errors at or under 0.5% |"
+    assert label not in report.render_block(payload, "gold_test")
+    for config in payload["configs"]:
+        config["metrics"]["review_for_silent_target"] = {"target": 0.005, "threshold": 0.9938, "flag_rate": 0.467}
+    row = next(line for line in report.render_block(payload, "gold_test").splitlines() if line.startswith(label))
+    assert row.count("46.7% at threshold 0.9938") == len(payload["configs"])
+
+
 BODY = "| a | b |"
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamer.evaluation.metrics import (
-    EvalCase, by_tag, field_counts, is_exact_match, percentile, reliability, summarize, threshold_sweep, values_match,
+    EvalCase, by_tag, field_counts, is_exact_match, percentile, reliability, review_for_silent_target, summarize,
+    threshold_sweep, values_match,
     wrong_fields,
 )
 
@@ -119,6 +120,23 @@ def test_threshold_sweep(threshold, flag_rate, flag_precision, flag_recall, sile
 def test_summary_carries_the_sweep_at_every_tenth():
     sweep = summarize(SWEEP_CASES)["threshold_sweep"]
     assert [r["threshold"] for r in sweep] == pytest.approx([i / 10 for i in range(10)])
+
+
+@pytest.mark.parametrize("target, threshold, flag_rate, silent", [
+    (0.5, 0.0, 2 / 6, 2 / 6),          # met with no threshold: only the reason and the missing result go to review
+    (1 / 6, 0.2501, 3 / 6, 1 / 6),     # just above the wrong 0.25: the wrong 0.75 is still published
+    (0.005, 0.7501, 5 / 6, 0.0),       # both wrong ones flagged, and the right 0.35 with them
+    (0.0, 0.7501, 5 / 6, 0.0),
+])
+def test_review_for_silent_target_is_the_least_review_that_meets_it(target, threshold, flag_rate, silent):
+    row = review_for_silent_target(SWEEP_CASES, target)
+    assert (row["target"], row["threshold"]) == pytest.approx((target, threshold))
+    assert (row["flag_rate"], row["silent_error_rate"]) == pytest.approx((flag_rate, silent))
+
+
+def test_review_for_silent_target_defaults_to_half_a_percent_and_needs_cases():
+    assert summarize(SWEEP_CASES)["review_for_silent_target"]["target"] == 0.005
+    assert review_for_silent_target([]) is None
 
 
 TAGGED_CASES = [
