@@ -198,7 +198,7 @@ def offers_a_swap_level(text: str) -> bool:
 # its bid ("Geld", "denaro") by a seller; where *you* pay, I sell ("where would you pay me 8y sonia"), where you
 # receive, I buy. Both bid and offer words ("Geld/Brief") ask for a two-way price and decide nothing.
 _ONE_SIDED_WORDS = {"brief": "buy", "lettera": "buy", "geld": "sell", "denaro": "sell"}
-_ONE_SIDED = re.compile(r"\b(brief|lettera|geld|denaro)\b", re.IGNORECASE)
+_ONE_SIDED = re.compile(rf"\b({'|'.join(_ONE_SIDED_WORDS)})\b", re.IGNORECASE)
 _YOU_PAY_OR_RECEIVE = re.compile(r"\b(?:where|what|lvl|level)\b[^.?!]{0,30}?\b(?:you|u|ya)\b[^.?!]{0,12}?"
                                  r"\b(pay|paying|receive|receiving|rec)\b", re.IGNORECASE)
 
